@@ -1,0 +1,44 @@
+# moralbank — the two commands of the quick start are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export FLASK_APP := wsgi.py
+
+.PHONY: install translations run test test-sqlite test-postgresql bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Compiled catalogues are build output (not committed); zh_CN strings are the source.
+translations: $(STAMP)
+	$(BIN)/pybabel compile -q -d moralbank/translations
+
+run: install translations
+	$(BIN)/flask db upgrade
+	$(BIN)/flask seed-demo --if-empty
+	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+# The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set or 127.0.0.1:5432 answers.
+test: install translations
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@if [ -n "$$TEST_DATABASE_URL" ] || $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+		echo "== again on PostgreSQL =="; \
+		MORALBANK_TEST_DB=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider; \
+	else \
+		echo "PostgreSQL not reachable: skipped the PostgreSQL run"; \
+	fi
+
+test-sqlite: install translations
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-postgresql: install translations
+	MORALBANK_TEST_DB=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .hypothesis

@@ -1,0 +1,60 @@
+"""moralbank: a village moral bank (道德银行 / 积分超市).
+
+``create_app(config=None)`` builds the Flask app: settings, extensions,
+blueprints and CLI commands. ``config`` is a mapping of overrides (tests pass
+``SQLALCHEMY_DATABASE_URI``, ``SECRET_KEY``, ``TESTING``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from .config import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """The application factory."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("MORALBANK_INSTANCE") or str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(load_settings(app.instance_path, config))
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from . import models  # noqa: F401  (register every table with the metadata)
+    from .database import install_engine_hooks
+    from .extensions import babel, csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        install_engine_hooks(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    from .i18n import init_app as init_i18n
+    init_i18n(app, babel)
+
+    from .people.auth import init_app as init_auth
+    init_auth(app, login_manager)
+
+    from .api import bp as api_bp
+    from .web import init_app as init_web
+    app.register_blueprint(api_bp)
+    init_web(app)
+
+    from .cli import init_app as init_cli
+    init_cli(app)
+
+    if app.config["PROXY_FIX_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    return app

@@ -1,0 +1,52 @@
+"""One JSON error envelope for every API failure:
+``{"error": {"code": "...", "message": "...", "fields": {...}}}``."""
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+from flask_babel import gettext as _
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from ..errors import DomainError
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
+}
+
+
+def envelope(code: str, message: str, status: int, fields: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    response.status_code = status
+    return response
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def domain_error(error: DomainError):
+    return envelope(error.code, error.message, error.status, error.fields)
+
+
+def validation_error(error: ValidationError):
+    fields = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+    return envelope("invalid", _("输入有误，请检查标出的字段"), 422, fields)
+
+
+def http_error(error: HTTPException):
+    status = error.code or 500
+    messages = {
+        400: _("请求格式不对"), 401: _("请先登录"), 403: _("没有权限"), 404: _("找不到"),
+        405: _("不支持这个方法"), 413: _("上传的内容太大"), 415: _("请用 JSON 格式提交"),
+        429: _("操作太频繁，请稍后再试"),
+    }
+    code = _HTTP_CODES.get(status, "error")
+    if error.__class__.__name__ == "CSRFError":
+        code = "csrf_failed"
+    return envelope(code, messages.get(status, error.description or ""), status)
+
+
+def server_error(error: Exception):  # pragma: no cover - only on bugs
+    current_app.logger.exception("unhandled error on %s", request.path)
+    return envelope("server_error", _("服务器出错了，请稍后再试"), 500)

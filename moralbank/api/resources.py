@@ -1,0 +1,168 @@
+"""API resources of the foundation: tokens, me, villages, households and their ledger lines."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import current_app, g, jsonify, request
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from ..database import write_transaction
+from ..errors import DomainError, NotFound
+from ..extensions import db, limiter
+from ..people import access
+from ..people.auth import authenticate, issue_token, normalize_phone, revoke_token, user_from_bearer
+from ..people.models import Area, Household
+from ..people.queries import household_page, household_summary, transfer_history
+from ..people.service import village_by_code
+from ..stores.models import Store
+from . import bp
+from . import schemas as s
+from .openapi import doc
+
+
+class Unauthorized(DomainError):
+    code, status = "unauthorized", 401
+
+
+def token_required(view):
+    """The request must carry a valid bearer token; its user is ``g.api_user``."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        user, token = user_from_bearer()
+        if user is None:
+            raise Unauthorized(_("请先登录：缺少或无效的令牌"))
+        g.api_user, g.api_token = user, token
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def load_json(schema):
+    """The request body validated by ``schema`` (422 with per-field messages if not)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise DomainError(_("请用 JSON 对象提交"), code="invalid_json", status=400)
+    return schema.load(body)
+
+
+def _phone_key() -> str:
+    body = request.get_json(silent=True)
+    phone = body.get("phone") if isinstance(body, dict) else None
+    return "login-account:" + (normalize_phone(phone) or "-")
+
+
+def _failed(response) -> bool:
+    return response.status_code in (400, 401, 422)
+
+
+@bp.post("/auth/tokens")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_phone_key, deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
+               key_func=lambda: "login-address:" + (request.remote_addr or "-"), deduct_when=_failed)
+@doc("Log in with phone and password; returns a bearer token", request=s.TokenRequestSchema,
+     response=s.TokenSchema, status=201, errors=(401, 429), public=True)
+def create_token():
+    data = load_json(s.TokenRequestSchema())
+    user = authenticate(data["phone"], data["password"])
+    if user is None:
+        raise Unauthorized(_("手机号或密码不对"), code="bad_credentials")
+    token, record = issue_token(user)
+    body = s.TokenSchema().dump({"token": token, "expires_at": record.expires_at,
+                                 "user": {"id": user.id, "name": user.name, "roles": user.roles}})
+    return jsonify(body), 201
+
+
+@bp.delete("/auth/tokens/current")
+@token_required
+@doc("Revoke the token of this request (log out)", status=204)
+def delete_token():
+    revoke_token(g.api_token)
+    return "", 204
+
+
+@bp.get("/me")
+@token_required
+@doc("The logged-in user, roles, and their household, store or village", response=s.MeSchema)
+def me():
+    user = g.api_user
+    household_ids = access.resident_household_ids(user)
+    household = db.session.get(Household, min(household_ids)) if household_ids else None
+    store_grant = next((grant for grant in user.grants if grant.role == "clerk"), None)
+    store = db.session.get(Store, store_grant.store_id) if store_grant else None
+    staff_village = next((grant.village for grant in user.grants
+                          if grant.role in ("committee", "grid", "admin", "supervisor") and grant.village_id), None)
+    body = {
+        "user": {"id": user.id, "name": user.name, "roles": user.roles},
+        "phone": user.phone,
+        "roles": user.roles,
+        "village": staff_village.code if staff_village else None,
+        "household": household_summary(household) if household else None,
+        "store": {"id": store.id, "name": store.name} if store else None,
+    }
+    if user.has_role("supervisor"):
+        body["villages"] = [village.code for village in access.villages_visible(user)]
+    return jsonify(s.MeSchema().dump(body) | ({"villages": body["villages"]} if "villages" in body else {}))
+
+
+def _village_for_staff(code: str) -> Area:
+    village = village_by_code(code)
+    access.require(access.is_staff(g.api_user, village), _("只有本村工作人员可以查看"))
+    return village
+
+
+def village_settings(village: Area) -> dict:
+    return {"code": village.code, "name": village.name, "town": village.parent.name if village.parent else None,
+            "hamlets": [{"id": h.id, "code": h.code, "name": h.name} for h in village.children],
+            "notice_days": village.notice_days, "code_ttl_seconds": village.code_ttl_seconds,
+            "approval_threshold": village.approval_threshold, "star_thresholds": village.star_thresholds}
+
+
+@bp.get("/villages/<code>")
+@token_required
+@doc("A village's settings (staff of the village)", response=s.VillageSchema, errors=(403, 404))
+def get_village(code):
+    village = _village_for_staff(code)
+    return jsonify(s.VillageSchema().dump(village_settings(village)))
+
+
+@bp.get("/villages/<code>/households")
+@token_required
+@doc("Households of the village with balance and score (staff; grid managers see their hamlets)",
+     response=s.HouseholdListSchema, errors=(403, 404), query=s.PageArgsSchema)
+def list_households(code):
+    village = _village_for_staff(code)
+    args = s.PageArgsSchema().load(request.args)
+    user = g.api_user
+    hamlet_ids = None
+    if not access.grants_reaching(user, village, ("committee", "admin", "supervisor")):
+        hamlet_ids = access.grid_hamlet_ids(user, village)
+    items, cursor = household_page(village, hamlet_ids=hamlet_ids, after=args["after"], limit=args["limit"])
+    return jsonify({"items": s.HouseholdSchema(many=True).dump(items), "next": str(cursor) if cursor else None})
+
+
+def _readable_household(household_id: int) -> Household:
+    household = db.session.get(Household, household_id)
+    # Not-found and not-yours look alike, so ids cannot be probed.
+    if household is None or not access.can_read_household(g.api_user, household):
+        raise NotFound(_("找不到这户"))
+    return household
+
+
+@bp.get("/households/<int:household_id>")
+@token_required
+@doc("One household: balance, score, stars, members (its staff or its own members)",
+     response=s.HouseholdSchema, errors=(404,))
+def get_household(household_id):
+    household = _readable_household(household_id)
+    return jsonify(s.HouseholdSchema().dump(household_summary(household)))
+
+
+@bp.get("/households/<int:household_id>/transfers")
+@token_required
+@doc("Ledger lines of a household, newest first; pass next as before= for the following page",
+     response=s.TransferListSchema, errors=(404,), query=s.PageArgsSchema)
+def household_transfers(household_id):
+    household = _readable_household(household_id)
+    args = s.PageArgsSchema().load(request.args)
+    lines, cursor = transfer_history(household, before=args["before"], limit=args["limit"])
+    return jsonify({"items": s.TransferLineSchema(many=True).dump(lines), "next": str(cursor) if cursor else None})

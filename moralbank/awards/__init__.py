@@ -1,0 +1,1 @@
+"""The rule catalogue (积分清单) and the award life cycle."""

@@ -1,0 +1,135 @@
+"""Flask commands (SPEC §6): seed-demo, create-user, ledger verify, awards post-due, import-households."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from .database import write_transaction
+from .errors import DomainError
+from .extensions import db
+
+ledger_cli = AppGroup("ledger", help="Check the ledger.")
+awards_cli = AppGroup("awards", help="Award housekeeping (for cron).")
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="only when the database holds no village at all (make run)")
+def seed_demo_command(if_empty):
+    """Load the demo village (does nothing if it exists; refused in production)."""
+    if current_app.config["MORALBANK_ENV"] == "production":
+        raise click.ClickException("seed-demo refuses to run in production (MORALBANK_ENV=production)")
+    from .demo import seed_demo
+    from .people.models import Area
+
+    if if_empty and db.session.scalar(select(Area.id).where(Area.level == "village").limit(1)) is not None:
+        click.echo("Database already holds villages; demo not loaded.")
+        return
+
+    if not seed_demo(echo=click.echo):
+        click.echo("Demo village already present; nothing done.")
+
+
+@click.command("create-user")
+@click.option("--phone", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "committee", "grid", "resident", "clerk",
+                                                          "supervisor"]))
+@click.option("--village", "village_code", help="village code (or a town/county code for supervisors, admins)")
+@click.option("--hamlet", "hamlet_codes", multiple=True, help="hamlet code or name, for grid managers (repeatable)")
+@click.option("--household", "household_id", help="household id or number, for residents")
+@click.option("--store", "store_id", type=int, help="store id, for clerks")
+@click.option("--password", help="the password (read from stdin when omitted)")
+def create_user_command(phone, name, role, village_code, hamlet_codes, household_id, store_id, password):
+    """Create a login. The password comes from --password or standard input."""
+    from .people.models import Area, Household
+    from .people.service import create_user
+    from .stores.models import Store
+
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=sys.stdin.isatty())
+    area = None
+    if village_code:
+        area = db.session.scalar(select(Area).where(Area.code == village_code.strip().upper()))
+        if area is None:
+            raise click.ClickException(f"no area with code {village_code}")
+    household = None
+    if household_id:
+        query = select(Household).where(Household.number == household_id)
+        if area is not None:
+            query = query.where(Household.village_id == area.id)
+        household = db.session.scalar(query)
+        if household is None and household_id.isdigit():
+            household = db.session.get(Household, int(household_id))
+        if household is None:
+            raise click.ClickException(f"no household {household_id}")
+    store = db.session.get(Store, store_id) if store_id else None
+    if store_id and store is None:
+        raise click.ClickException(f"no store {store_id}")
+    hamlets = []
+    for code in hamlet_codes:
+        hamlet = db.session.scalar(select(Area).where(Area.level == "hamlet", Area.parent_id == (area.id if area else None),
+                                                      (Area.code == code) | (Area.name == code)))
+        if hamlet is None:
+            raise click.ClickException(f"no hamlet {code} in {village_code}")
+        hamlets.append(hamlet)
+    try:
+        with write_transaction():
+            user = create_user(phone=phone, name=name, password=password, role=role, area=area,
+                               household=household, store=store, hamlets=hamlets)
+    except DomainError as error:
+        raise click.ClickException(error.message + (f" {error.fields}" if error.fields else ""))
+    click.echo(f"created user {user.id} {user.phone} ({role})")
+
+
+@ledger_cli.command("verify")
+def ledger_verify_command():
+    """Recompute every balance and score from the transfers; exit 1 on any discrepancy."""
+    from .ledger.verify import verify
+
+    report = verify()
+    for line in report.discrepancies:
+        click.echo(f"DISCREPANCY {line}")
+    click.echo(f"{report.transfers} transfers, {report.accounts} accounts, {report.villages} villages, "
+               f"{report.score_rows} score rows: " + ("consistent" if report.ok else
+                                                      f"{len(report.discrepancies)} discrepancies"))
+    sys.exit(0 if report.ok else 1)
+
+
+@awards_cli.command("post-due")
+def awards_post_due_command():
+    """Post approved awards whose public notice has ended."""
+    from .awards.service import post_due
+
+    click.echo(f"posted {post_due()} awards")
+
+
+@click.command("import-households")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--village", "village_code", required=True)
+def import_households_command(file, village_code):
+    """Import a CSV or XLSX roster into a village: every row, or none if any row is bad."""
+    from .people.roster import import_roster
+    from .people.service import village_by_code
+
+    try:
+        village = village_by_code(village_code)
+        report = import_roster(file, village)
+    except DomainError as error:
+        raise click.ClickException(error.message)
+    if not report.ok:
+        for line_no, message in report.errors:
+            click.echo(f"第 {line_no} 行 (row {line_no}): {message}", err=True)
+        click.echo(f"nothing imported: {len(report.errors)} bad rows of {report.rows}", err=True)
+        sys.exit(1)
+    click.echo(f"imported {report.imported} households into {village.name} ({village.code})")
+
+
+def init_app(app) -> None:
+    for command in (seed_demo_command, create_user_command, import_households_command):
+        app.cli.add_command(command)
+    app.cli.add_command(ledger_cli)
+    app.cli.add_command(awards_cli)

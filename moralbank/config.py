@@ -1,0 +1,94 @@
+"""Settings from the environment.
+
+Three environments, chosen by ``MORALBANK_ENV``: ``development`` (the default for
+``make run``), ``testing`` and ``production``. Production refuses to start
+without a real ``SECRET_KEY``; development and testing use a fixed key that is
+never accepted in production.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+#: the key used only in development and tests; production refuses it.
+DEV_SECRET_KEY = "moralbank-development-only-key"
+
+
+class ConfigError(RuntimeError):
+    """The deployment is misconfigured; the app must not start."""
+
+
+def _default_sqlite_uri(instance_path: str) -> str:
+    return "sqlite:///" + str(Path(instance_path) / "moralbank.db")
+
+
+def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
+    """Build the settings mapping from the environment and ``overrides``.
+
+    ``overrides`` (what tests pass to ``create_app``) wins over the environment.
+    """
+    overrides = dict(overrides or {})
+    env = overrides.get("MORALBANK_ENV") or os.environ.get("MORALBANK_ENV", "development")
+    if overrides.get("TESTING"):
+        env = "testing"
+    if env not in ("development", "testing", "production"):
+        raise ConfigError(f"MORALBANK_ENV must be development, testing or production, not {env!r}")
+
+    settings: dict = {
+        "MORALBANK_ENV": env,
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or _default_sqlite_uri(instance_path),
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        # Time zone for calendar periods (month, quarter, year) and display.
+        "MORALBANK_TIMEZONE": os.environ.get("MORALBANK_TIMEZONE", "Asia/Shanghai"),
+        "BABEL_DEFAULT_LOCALE": "zh_CN",
+        "BABEL_DEFAULT_TIMEZONE": os.environ.get("MORALBANK_TIMEZONE", "Asia/Shanghai"),
+        "LANGUAGES": ["zh_CN", "en"],
+        # Bearer tokens of the JSON API.
+        "API_TOKEN_TTL": timedelta(days=int(os.environ.get("API_TOKEN_TTL_DAYS", "30"))),
+        # Login throttling: per account and per address (flask-limiter syntax).
+        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "10 per 15 minutes"),
+        "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "50 per 15 minutes"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
+        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_CONTENT_LENGTH", str(8 * 1024 * 1024))),
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Behind a proxy that sets X-Forwarded-For/-Proto (production): how many hops to trust.
+        "PROXY_FIX_HOPS": int(os.environ.get("PROXY_FIX_HOPS", "0")),
+        # SQLite waits this long for a lock before failing (ms).
+        "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000")),
+    }
+    if env == "production":
+        settings["SESSION_COOKIE_SECURE"] = os.environ.get("INSECURE_COOKIES") != "1"
+        settings["REMEMBER_COOKIE_SECURE"] = settings["SESSION_COOKIE_SECURE"]
+    if env == "testing":
+        settings["WTF_CSRF_ENABLED"] = True
+        settings["RATELIMIT_ENABLED"] = True
+    settings.update(overrides)
+    settings["MORALBANK_ENV"] = env
+
+    if not settings.get("SECRET_KEY"):
+        if env == "production":
+            raise ConfigError("SECRET_KEY must be set in production (a long random string)")
+        settings["SECRET_KEY"] = DEV_SECRET_KEY
+    elif env == "production" and (settings["SECRET_KEY"] == DEV_SECRET_KEY or len(settings["SECRET_KEY"]) < 32):
+        raise ConfigError("SECRET_KEY is too weak for production: use at least 32 random characters")
+
+    uri = settings["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgres://") or uri.startswith("postgresql://"):
+        # psycopg 3 is the driver; accept the common short forms.
+        uri = "postgresql+psycopg://" + uri.split("://", 1)[1]
+        settings["SQLALCHEMY_DATABASE_URI"] = uri
+    settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if uri.startswith("postgresql"):
+        settings["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+
+    redis_url = settings.get("REDIS_URL")
+    settings.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")
+    settings.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    return settings

@@ -1,0 +1,137 @@
+"""Database plumbing shared by every domain: UTC times, engine settings, write transactions.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign
+keys on. pysqlite's own transaction handling is switched off
+(``isolation_level=None``) so that we emit BEGIN ourselves: a read starts a
+plain (deferred) transaction, a write starts ``BEGIN IMMEDIATE`` and so takes
+the write lock before it reads anything it will act on. Without that, two
+writers could both read under a shared lock and one would fail with
+SQLITE_BUSY on upgrade, whatever the busy timeout.
+
+PostgreSQL runs READ COMMITTED; the ledger takes row locks in a fixed order and
+guards spending with a conditional UPDATE.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import DateTime, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+
+from .extensions import db
+
+_WRITE_OPTION = "moralbank_write"
+
+
+#: added to the wall clock; only tests move it (``travel``), to reach the end of a notice period
+_clock_offset = timedelta(0)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (every timestamp the app writes comes from here)."""
+    return datetime.now(timezone.utc) + _clock_offset
+
+
+def travel(delta: timedelta) -> None:
+    """Move the app's clock forward by ``delta`` (tests; the CLI never does)."""
+    global _clock_offset
+    _clock_offset += delta
+
+
+def reset_clock() -> None:
+    global _clock_offset
+    _clock_offset = timedelta(0)
+
+
+def local_zone() -> ZoneInfo:
+    """The deployment's time zone (calendar periods and display)."""
+    try:
+        return ZoneInfo(current_app.config["MORALBANK_TIMEZONE"])
+    except RuntimeError:  # outside an app context
+        return ZoneInfo("Asia/Shanghai")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as naive UTC on every engine and read back timezone-aware.
+
+    SQLite has no time zones; storing naive UTC everywhere keeps the two engines alike.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use moralbank.database.utcnow()")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+def install_engine_hooks(engine: Engine, busy_timeout_ms: int) -> None:
+    """Configure a freshly created engine (SQLite pragmas and BEGIN handling)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_connect(dbapi_connection, connection_record):  # pragma: no cover - trivial
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see module doc)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn):
+        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction():
+    """Run the block as one write transaction; commit on success, roll back on error.
+
+    Re-entrant: a service called inside another's transaction joins it, so an
+    API request (with its idempotency record), a service and the ledger all
+    commit or fail together. Any read transaction the session had open is ended
+    first, so on SQLite the write begins IMMEDIATE with a fresh snapshot.
+    """
+    session = db.session()
+    depth = session.info.get("write_depth", 0)
+    if depth:
+        session.info["write_depth"] = depth + 1
+        try:
+            yield session
+        finally:
+            session.info["write_depth"] = depth
+        return
+
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("unflushed changes outside a write transaction")
+        session.commit()
+    session.info["write_depth"] = 1
+    try:
+        session.connection(execution_options={_WRITE_OPTION: True})
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info["write_depth"] = 0
+
+
+def in_write_transaction() -> bool:
+    """True inside ``write_transaction()``; the ledger asserts it."""
+    return bool(db.session().info.get("write_depth"))

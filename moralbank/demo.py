@@ -1,0 +1,199 @@
+"""The demo village (SPEC §7): 梨树县 → 康平街道 → 八里庙村 (BLM) and 新立村 (XLC).
+
+Deterministic (a fixed random seed), so screenshots and tests see the same
+village every time. Half a year of history is posted through the ledger with
+past timestamps, in time order, exactly as it would have happened.
+"""
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from .awards.service import create_rule, record_award
+from .database import utcnow, write_transaction
+from .extensions import db
+from .people.models import Area
+from .people.service import create_area, create_household, create_user
+from .stores.service import add_item, create_store, redeem
+
+DEMO_PASSWORD = "demo-pass-2026"
+
+SURNAMES = ("王李张刘陈杨赵黄周吴孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭肖田董袁潘于蒋蔡杜程苏魏吕丁任沈姚卢姜崔"
+            "钟陆汪范金石贾付方白邹孟秦邱尹薛闫段雷侯史陶贺顾毛郝邵万钱严武孔")
+GIVEN_M = ("国庆 建国 建华 志强 永福 德胜 玉山 长青 春生 宝山 金海 振江 庆祥 立军 海涛 文斌 树林 凤岐 连生 占武 "
+           "景春 明辉 俊峰 广才 殿臣 福来 宏伟 铁军 双喜 井田").split()
+GIVEN_F = ("秀兰 桂芝 淑珍 玉梅 凤英 丽华 春燕 秀云 桂荣 晓红 海燕 美玲 淑华 玉兰 红霞 翠花 金凤 素芬 彩霞 雪梅").split()
+CHILDREN = ("子轩 浩然 欣怡 梓涵 宇航 思雨 佳琪 一诺 雨桐 博文").split()
+
+#: (category, title, points, cap per period, photo required)
+CATALOGUE = [
+    ("hygiene", "庭院整洁、物品摆放有序", 5, (1, "month"), True),
+    ("hygiene", "柴草堆放整齐", 3, (1, "month"), True),
+    ("hygiene", "厕所干净无异味", 3, (1, "month"), False),
+    ("hygiene", "房前屋后无垃圾", 3, (1, "month"), False),
+    ("hygiene", "门前种花种菜美化环境", 5, (1, "quarter"), True),
+    ("hygiene", "评为干净人家", 10, (1, "quarter"), True),
+    ("custom", "红白喜事简办", 20, (2, "year"), False),
+    ("custom", "不要高价彩礼", 30, (1, "year"), False),
+    ("custom", "文明祭祀不烧纸", 5, (2, "year"), False),
+    ("custom", "拒绝封建迷信活动", 5, (1, "year"), False),
+    ("volunteer", "参加志愿服务（半天）", 5, (8, "month"), False),
+    ("volunteer", "参加村屯环境整治", 5, (4, "month"), True),
+    ("volunteer", "冬季清雪出工", 3, (8, "month"), False),
+    ("volunteer", "参加防汛防火值守", 5, (4, "month"), False),
+    ("volunteer", "义务献血", 20, (1, "year"), False),
+    ("elders", "孝老爱亲", 10, (1, "quarter"), False),
+    ("elders", "照顾孤寡老人", 5, (4, "month"), False),
+    ("elders", "评为好媳妇、好婆婆", 20, (1, "year"), False),
+    ("elders", "子女考上大学", 20, (1, "year"), False),
+    ("law", "按时缴纳医保", 5, (1, "year"), False),
+    ("law", "调解邻里纠纷", 5, (2, "month"), False),
+    ("law", "参加法治讲座", 2, (2, "month"), False),
+    ("enterprise", "发展庭院经济", 10, (1, "year"), True),
+    ("enterprise", "带动邻里就业", 15, (1, "year"), False),
+    ("enterprise", "参加技能培训", 3, (2, "month"), False),
+    ("deduction", "乱堆乱放", -5, None, True),
+    ("deduction", "秸秆焚烧", -20, None, True),
+    ("deduction", "高价彩礼", -30, None, False),
+    ("deduction", "违规燃放烟花爆竹", -10, None, False),
+    ("deduction", "散养家禽影响环境", -3, None, False),
+    ("deduction", "聚众赌博", -30, None, False),
+]
+
+ITEMS = [("洗衣粉", "袋", 10, 80), ("食用油 5L", "桶", 80, 30), ("大米 10斤", "袋", 60, 40), ("酱油", "瓶", 15, 60),
+         ("香皂", "块", 5, 120), ("牙膏", "支", 8, 100), ("毛巾", "条", 10, 80), ("洗洁精", "瓶", 12, 70),
+         ("挂面", "把", 8, 90), ("鸡蛋 2斤", "份", 12, 50), ("暖水瓶", "个", 40, 15), ("扫帚", "把", 15, 25)]
+
+
+def _person(rng: random.Random, used: set[str], female: bool = False) -> str:
+    while True:
+        name = rng.choice(SURNAMES) + rng.choice(GIVEN_F if female else GIVEN_M)
+        if name not in used:
+            used.add(name)
+            return name
+
+
+def _make_households(rng, village: Area, hamlets: list[Area], count: int, used: set[str]) -> list:
+    households = []
+    for index in range(count):
+        hamlet = hamlets[index * len(hamlets) // count]
+        head = _person(rng, used)
+        surname = head[0]
+        members = [(_person(rng, used, female=True), "配偶")]
+        for _ in range(rng.randint(0, 2)):
+            members.append((surname + rng.choice(CHILDREN), rng.choice(("子", "女"))))
+        if rng.random() < 0.3:
+            members.append((surname + rng.choice(GIVEN_M), "父"))
+        phone = f"139{rng.randint(10000000, 99999999)}"
+        households.append(create_household(village=village, hamlet=hamlet, number=f"{village.code}-{index + 1:03d}",
+                                           head_name=head, head_phone=phone, members=members))
+    return households
+
+
+def _history(rng, rules, households, stores, approver, grid, months: int = 6):
+    """Half a year of awards, deductions and shopping, in time order."""
+    now = utcnow()
+    start = now - timedelta(days=30 * months)
+    positive = [rule for rule in rules if rule.points > 0]
+    negative = [rule for rule in rules if rule.points < 0]
+    events = []
+    for household in households:
+        diligence = rng.random()
+        for month in range(months):
+            month_start = start + timedelta(days=30 * month)
+            for _ in range(int(diligence * 5)):
+                events.append((month_start + timedelta(seconds=rng.randint(0, 30 * 86400 - 1)), "award", household,
+                               rng.choice(positive)))
+            if rng.random() < 0.12:
+                events.append((month_start + timedelta(seconds=rng.randint(0, 30 * 86400 - 1)), "deduction",
+                               household, rng.choice(negative)))
+            if rng.random() < 0.35:
+                events.append((month_start + timedelta(seconds=rng.randint(0, 30 * 86400 - 1)), "shop",
+                               household, rng.choice(stores)))
+    events.sort(key=lambda event: event[0])
+    from .ledger.service import household_account
+    for number, (moment, kind, household, target) in enumerate(events):
+        if moment >= now:
+            continue
+        if kind == "shop":
+            balance = household_account(household.id).balance
+            affordable = [item for item in target.items if item.points <= balance and item.stock > 0]
+            if not affordable:
+                continue
+            item = rng.choice(affordable)
+            redeem(household, target, items=[(item, 1)], idempotency_key=f"demo-shop-{number}", at=moment)
+        else:
+            record_award(household, target, proposer=grid, approver=approver,
+                         occurred_on=(moment + timedelta(hours=8)).date(), at=moment)
+
+
+def seed_demo(echo=print) -> bool:
+    """Create the demo county, town, villages, people, catalogue, stores and history. False if present."""
+    if db.session.scalar(select(Area.id).where(Area.code == "BLM")) is not None:
+        return False
+    rng = random.Random(2026)
+    used: set[str] = set()
+    with write_transaction():
+        county = create_area(level="county", code="LSX", name="梨树县")
+        town = create_area(level="town", code="KPJD", name="康平街道", parent=county)
+        blm = create_area(level="village", code="BLM", name="八里庙村", parent=town, notice_days=3,
+                          approval_threshold=20, star_thresholds=[20, 50, 100, 160, 240])
+        blm_hamlets = [create_area(level="hamlet", code=f"BLM-{i + 1:02d}", name=name, parent=blm)
+                       for i, name in enumerate(("八里庙屯", "前进屯", "东岗屯", "西沟屯"))]
+        xlc = create_area(level="village", code="XLC", name="新立村", parent=town, notice_days=2,
+                          approval_threshold=20, star_thresholds=[20, 50, 100, 160, 240])
+        xlc_hamlets = [create_area(level="hamlet", code=f"XLC-{i + 1:02d}", name=name, parent=xlc)
+                       for i, name in enumerate(("新立屯", "南洼屯"))]
+
+        blm_households = _make_households(rng, blm, blm_hamlets, 60, used)
+        xlc_households = _make_households(rng, xlc, xlc_hamlets, 20, used)
+        db.session.flush()
+
+        blm_rules = [create_rule(blm, category=c, title=t, points=p, cap_count=cap[0] if cap else None,
+                                 cap_period=cap[1] if cap else None, photo_required=photo)
+                     for c, t, p, cap, photo in CATALOGUE]
+        xlc_rules = [create_rule(xlc, category=c, title=t, points=p, cap_count=cap[0] if cap else None,
+                                 cap_period=cap[1] if cap else None, photo_required=photo)
+                     for c, t, p, cap, photo in CATALOGUE[::2]]
+
+        blm_stores = [create_store(blm, name="八里庙村积分超市", address="村委会一楼"),
+                      create_store(blm, name="兴旺便民超市", address="八里庙屯十字路口")]
+        xlc_stores = [create_store(xlc, name="新立村积分超市", address="村部东侧")]
+        for store in blm_stores + xlc_stores:
+            for name, unit, points, stock in rng.sample(ITEMS, 9):
+                add_item(store, name=name, unit=unit, points=points, stock=stock)
+        db.session.flush()
+
+        resident_household = blm_households[0]
+        committee = create_user(phone="13800000001", name="李红梅", password=DEMO_PASSWORD, role="committee",
+                                area=blm)
+        grid = create_user(phone="13800000002", name="赵志刚", password=DEMO_PASSWORD, role="grid",
+                           hamlets=[blm_hamlets[0]])
+        create_user(phone="13800000003", name=resident_household.head.name, password=DEMO_PASSWORD,
+                    role="resident", household=resident_household)
+        create_user(phone="13800000004", name="孙丽娟", password=DEMO_PASSWORD, role="clerk", store=blm_stores[0])
+        create_user(phone="13800000005", name="周建民", password=DEMO_PASSWORD, role="supervisor", area=town)
+        xlc_committee = create_user(phone="13800000006", name="高春生", password=DEMO_PASSWORD, role="committee",
+                                    area=xlc)
+
+        for store in blm_stores + xlc_stores:
+            db.session.refresh(store)
+        _history(rng, blm_rules, blm_households, blm_stores, committee, grid)
+        _history(rng, xlc_rules, xlc_households, xlc_stores, xlc_committee, None)
+        # The demo resident's household always has points to spend.
+        record_award(resident_household, blm_rules[10], proposer=grid, approver=committee,
+                     at=utcnow() - timedelta(days=1))
+        record_award(resident_household, blm_rules[15], proposer=grid, approver=committee,
+                     at=utcnow() - timedelta(hours=20))
+    echo("Demo village loaded: 八里庙村 (BLM, 60 households) and 新立村 (XLC, 20 households).")
+    echo(f"Logins (password {DEMO_PASSWORD}):")
+    for phone, role in (("13800000001", "committee of BLM"), ("13800000002", "grid manager of 八里庙屯"),
+                        ("13800000003", f"resident, head of household {resident_household.number}"),
+                        ("13800000004", "clerk of 八里庙村积分超市"), ("13800000005", "supervisor of 康平街道"),
+                        ("13800000006", "committee of XLC")):
+        echo(f"  {phone}  {role}")
+    return True
+
+

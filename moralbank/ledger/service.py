@@ -1,0 +1,216 @@
+"""The verbs of the ledger: open accounts, transfer, reverse.
+
+Invariants kept here (and checked by ``verify``):
+
+* a transfer moves ``amount > 0`` points between two accounts of one village;
+* the cached balances of both accounts change in the same transaction as the
+  transfer is written, in ascending account id order (so two transfers never
+  wait on each other's locks in opposite orders on PostgreSQL);
+* spending (redemption, settlement, expiry) never takes the debited account
+  below zero: the check is the WHERE clause of the UPDATE, so it holds under
+  any concurrency, on SQLite and PostgreSQL alike;
+* the idempotency key is claimed by the INSERT itself (``ON CONFLICT DO
+  NOTHING``): the same key with the same transfer replays it, with another
+  transfer it is a conflict;
+* a transfer is reversed at most once (unique ``reverses_id``), and a
+  reversal is never itself reversed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask_babel import gettext as _
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ..database import in_write_transaction, utcnow
+from ..errors import Conflict, DomainError, Invalid, NotFound
+from ..extensions import db
+from ..rankings import scores
+from .models import TRANSFER_CODES, Account, Transfer
+
+#: codes whose debit may not take the debited account below zero
+GUARDED_CODES = frozenset({"redemption", "settlement", "expiry"})
+
+#: the fields that make two requests with one idempotency key "the same transfer"
+_FINGERPRINT = ("debit_account_id", "credit_account_id", "amount", "code",
+                "award_id", "redemption_id", "settlement_id", "reverses_id")
+
+
+class InsufficientPoints(DomainError):
+    code, status = "insufficient_points", 422
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class AlreadyReversed(Conflict):
+    code = "already_reversed"
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The result of a transfer request: the transfer, and whether it was a replay."""
+
+    transfer: Transfer
+    replayed: bool
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+def open_village_accounts(village) -> tuple[Account, Account]:
+    """Create the issuance account and the deduction sink of a new village."""
+    issuance = Account(village_id=village.id, kind="issuance", balance=0)
+    sink = Account(village_id=village.id, kind="sink", balance=0)
+    db.session.add_all([issuance, sink])
+    return issuance, sink
+
+
+def open_household_account(household) -> Account:
+    """Create the account of a new household (balance 0)."""
+    account = Account(village_id=household.village_id, kind="household", household_id=household.id, balance=0)
+    db.session.add(account)
+    return account
+
+
+def open_store_account(store) -> Account:
+    """Create the account of a new store (balance 0)."""
+    account = Account(village_id=store.village_id, kind="store", store_id=store.id, balance=0)
+    db.session.add(account)
+    return account
+
+
+def household_account(household_id: int) -> Account:
+    account = db.session.scalar(select(Account).where(Account.household_id == household_id))
+    if account is None:
+        raise NotFound(_("这户没有积分账户"))
+    return account
+
+
+def store_account(store_id: int) -> Account:
+    account = db.session.scalar(select(Account).where(Account.store_id == store_id))
+    if account is None:
+        raise NotFound(_("这个商店没有积分账户"))
+    return account
+
+
+def village_account(village_id: int, kind: str) -> Account:
+    """The issuance account or deduction sink of a village."""
+    assert kind in ("issuance", "sink")
+    account = db.session.scalar(select(Account).where(Account.village_id == village_id, Account.kind == kind))
+    if account is None:
+        raise NotFound(_("村的系统账户缺失"))
+    return account
+
+
+# --- transfers ------------------------------------------------------------------------------
+
+def _insert_ignoring_conflict(values: dict):
+    """INSERT a transfer unless its idempotency key (or reversal link) is taken; return the new id or None."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Transfer.__table__).values(**values).on_conflict_do_nothing().returning(Transfer.__table__.c.id)
+    return db.session.execute(stmt).scalar_one_or_none()
+
+
+def _apply_to_balance(account: Account, delta: int, *, guard: bool) -> int:
+    """Add ``delta`` to an account's cached balance; with ``guard``, refuse to go below zero."""
+    table = Account.__table__
+    stmt = update(table).where(table.c.id == account.id).values(balance=table.c.balance + delta)
+    if guard and delta < 0:
+        stmt = stmt.where(table.c.balance >= -delta)
+    new_balance = db.session.execute(stmt.returning(table.c.balance)).scalar_one_or_none()
+    if new_balance is None:
+        raise InsufficientPoints(_("积分不足"))
+    set_committed_value(account, "balance", new_balance)
+    return new_balance
+
+
+def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempotency_key: str,
+             actor=None, reason: str | None = None, award_id: int | None = None,
+             redemption_id: int | None = None, settlement_id: int | None = None,
+             reverses: Transfer | None = None, at: datetime | None = None) -> Posted:
+    """Move ``amount`` points from ``debit`` to ``credit``, once per idempotency key.
+
+    Must run inside ``write_transaction()``; the transfer, both balances and the
+    household's period scores commit together or not at all.
+    """
+    assert in_write_transaction(), "ledger writes need write_transaction()"
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise Invalid(_("积分数必须是正整数"), fields={"amount": [_("必须是正整数")]})
+    if code not in TRANSFER_CODES:
+        raise Invalid(f"unknown transfer code {code!r}")
+    if debit.id == credit.id:
+        raise Invalid(_("转出和转入不能是同一个账户"))
+    if debit.village_id != credit.village_id:
+        raise Invalid(_("不能在两个村之间转积分"))
+    if not idempotency_key or len(idempotency_key) > 128:
+        raise Invalid(_("缺少幂等键"), fields={"idempotency_key": [_("1 到 128 个字符")]})
+
+    values = {
+        "village_id": debit.village_id,
+        "debit_account_id": debit.id,
+        "credit_account_id": credit.id,
+        "amount": amount,
+        "code": code,
+        "idempotency_key": idempotency_key,
+        "award_id": award_id,
+        "redemption_id": redemption_id,
+        "settlement_id": settlement_id,
+        "reverses_id": reverses.id if reverses is not None else None,
+        "actor_id": getattr(actor, "id", None),
+        "reason": (reason or None) and reason[:255],
+        "created_at": at or utcnow(),
+    }
+
+    new_id = _insert_ignoring_conflict(values)
+    if new_id is None:
+        return Posted(_existing(values), replayed=True)
+
+    # Balances in ascending account id order: a fixed lock order on PostgreSQL.
+    for account, delta in sorted(((debit, -amount), (credit, amount)), key=lambda pair: pair[0].id):
+        _apply_to_balance(account, delta, guard=(code in GUARDED_CODES and delta < 0))
+
+    posted = db.session.get(Transfer, new_id)
+    scores.apply_transfer(posted, debit=debit, credit=credit)
+    return Posted(posted, replayed=False)
+
+
+def _existing(values: dict) -> Transfer:
+    """The transfer that already holds this idempotency key, if it is the same; else a conflict."""
+    existing = db.session.scalar(select(Transfer).where(
+        Transfer.village_id == values["village_id"],
+        Transfer.idempotency_key == values["idempotency_key"]))
+    if existing is None:
+        if values["reverses_id"] is not None:
+            raise AlreadyReversed(_("这笔积分已经被冲正过，不能再次冲正"))
+        raise Conflict(_("写入冲突，请重试"))  # pragma: no cover - no other unique key on transfers
+    if any(getattr(existing, name) != values[name] for name in _FINGERPRINT):
+        raise IdempotencyConflict(_("这个幂等键已用于另一笔不同的操作"))
+    return existing
+
+
+def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str) -> Posted:
+    """Undo a transfer by the opposite transfer, linked to it. A transfer is reversed at most once.
+
+    A reversal is never refused for want of balance: a correction may take a
+    household below zero (spending is then blocked until it is positive again).
+    """
+    if original.code == "reversal":
+        raise Invalid(_("冲正记录本身不能再冲正"), code="not_reversible")
+    if not reason or not reason.strip():
+        raise Invalid(_("请填写冲正原因"), fields={"reason": [_("必填")]})
+    debit = db.session.get(Account, original.credit_account_id)
+    credit = db.session.get(Account, original.debit_account_id)
+    return transfer(debit=debit, credit=credit, amount=original.amount, code="reversal",
+                    idempotency_key=idempotency_key, actor=actor, reason=reason.strip(),
+                    award_id=original.award_id, redemption_id=original.redemption_id,
+                    settlement_id=original.settlement_id, reverses=original)
+
+
+def signed_amount(transfer_row: Transfer, account_id: int) -> int:
+    """The transfer's amount as seen from one account: + credited, − debited."""
+    return transfer_row.amount if transfer_row.credit_account_id == account_id else -transfer_row.amount

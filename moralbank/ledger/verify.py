@@ -1,0 +1,124 @@
+"""Recompute the ledger and compare it with every cache built on it.
+
+Checks, for every account, cached balance == credits − debits; for every
+village, the balances sum to zero; every transfer stays inside its village;
+every reversal mirrors its original; and every household's period scores equal
+what its award, deduction and reversal transfers add up to. It reads the ledger
+in a streaming way, so it runs on a county database too.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..rankings.models import HouseholdScore
+from ..rankings.scores import periods_of
+from .models import Account, Transfer
+
+
+@dataclass
+class Report:
+    accounts: int = 0
+    transfers: int = 0
+    villages: int = 0
+    score_rows: int = 0
+    discrepancies: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+
+def verify() -> Report:
+    """Recompute balances and scores from the transfers; list every discrepancy."""
+    report = Report()
+    session = db.session
+
+    credits = dict(session.execute(
+        select(Transfer.credit_account_id, func.sum(Transfer.amount)).group_by(Transfer.credit_account_id)).all())
+    debits = dict(session.execute(
+        select(Transfer.debit_account_id, func.sum(Transfer.amount)).group_by(Transfer.debit_account_id)).all())
+    village_sums: dict[int, int] = defaultdict(int)
+    account_kind: dict[int, tuple[str, int | None]] = {}
+    for account_id, village_id, kind, household_id, balance in session.execute(
+            select(Account.id, Account.village_id, Account.kind, Account.household_id, Account.balance)):
+        report.accounts += 1
+        account_kind[account_id] = (kind, household_id)
+        expected = int(credits.get(account_id) or 0) - int(debits.get(account_id) or 0)
+        if expected != balance:
+            report.discrepancies.append(
+                f"account {account_id} ({kind}): cached balance {balance} != {expected} from transfers")
+        village_sums[village_id] += balance
+    report.villages = len(village_sums)
+    for village_id, total in sorted(village_sums.items()):
+        if total != 0:
+            report.discrepancies.append(f"village {village_id}: balances sum to {total}, not 0")
+
+    report.transfers = session.scalar(select(func.count()).select_from(Transfer)) or 0
+
+    debit_acc, credit_acc = aliased(Account), aliased(Account)
+    for transfer_id, village_id, d_village, c_village in session.execute(
+            select(Transfer.id, Transfer.village_id, debit_acc.village_id, credit_acc.village_id)
+            .join(debit_acc, debit_acc.id == Transfer.debit_account_id)
+            .join(credit_acc, credit_acc.id == Transfer.credit_account_id)
+            .where((debit_acc.village_id != Transfer.village_id) | (credit_acc.village_id != Transfer.village_id))):
+        report.discrepancies.append(
+            f"transfer {transfer_id}: village {village_id} but accounts in villages {d_village}, {c_village}")
+
+    original = aliased(Transfer)
+    for rid, oid, r_amt, o_amt, r_deb, r_cred, o_deb, o_cred, o_code in session.execute(
+            select(Transfer.id, original.id, Transfer.amount, original.amount,
+                   Transfer.debit_account_id, Transfer.credit_account_id,
+                   original.debit_account_id, original.credit_account_id, original.code)
+            .join(original, original.id == Transfer.reverses_id)):
+        if r_amt != o_amt or r_deb != o_cred or r_cred != o_deb or o_code == "reversal":
+            report.discrepancies.append(f"transfer {rid}: does not mirror the transfer {oid} it reverses")
+
+    _verify_scores(report, account_kind)
+    return report
+
+
+def _verify_scores(report: Report, account_kind: dict) -> None:
+    session = db.session
+    expected: dict[tuple[int, str], int] = defaultdict(int)
+    original = aliased(Transfer)
+    rows = session.execute(
+        select(Transfer.code, Transfer.amount, Transfer.debit_account_id, Transfer.credit_account_id,
+               Transfer.created_at, original.code, original.created_at)
+        .outerjoin(original, original.id == Transfer.reverses_id)
+        .where(Transfer.code.in_(("award", "deduction", "reversal")))
+        .execution_options(yield_per=5000))
+    for code, amount, debit_id, credit_id, created_at, o_code, o_created_at in rows:
+        if code == "reversal":
+            if o_code == "award":
+                household, delta, moment = account_kind[debit_id][1], -amount, o_created_at
+            elif o_code == "deduction":
+                household, delta, moment = account_kind[credit_id][1], amount, o_created_at
+            else:
+                continue
+        elif code == "award":
+            household, delta, moment = account_kind[credit_id][1], amount, created_at
+        else:
+            household, delta, moment = account_kind[debit_id][1], -amount, created_at
+        if household is None:
+            continue
+        for period in periods_of(moment):
+            expected[(household, period)] += delta
+
+    seen = set()
+    for household_id, period, score in session.execute(
+            select(HouseholdScore.household_id, HouseholdScore.period, HouseholdScore.score)
+            .execution_options(yield_per=5000)):
+        report.score_rows += 1
+        seen.add((household_id, period))
+        if expected.get((household_id, period), 0) != score:
+            report.discrepancies.append(
+                f"household {household_id} period {period}: score {score} != "
+                f"{expected.get((household_id, period), 0)} from transfers")
+    for key, value in expected.items():
+        if key not in seen and value != 0:
+            report.discrepancies.append(f"household {key[0]} period {key[1]}: no score row, expected {value}")

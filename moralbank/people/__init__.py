@@ -1,0 +1,1 @@
+"""Places (county → town → village → hamlet), households, residents, users and roles."""

@@ -1,0 +1,119 @@
+"""Authentication: password hashes, web sessions (flask-login) and API bearer tokens."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import current_app, g, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..database import utcnow, write_transaction
+from ..extensions import db
+from .models import ApiToken, User
+
+_hasher = PasswordHasher()  # argon2id, the library's current defaults
+#: a real hash to verify against when the phone is unknown, so timing does not tell
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """True when ``password`` is the user's; upgrades the hash if its parameters are old."""
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    if user is None:
+        return False
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return True
+
+
+def normalize_phone(phone) -> str:
+    """Digits only, without a +86 prefix."""
+    digits = "".join(ch for ch in str(phone or "") if ch.isdigit())
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    return digits
+
+
+def authenticate(phone, password) -> User | None:
+    """The active user with this phone and password, or None."""
+    user = db.session.scalar(select(User).where(User.phone == normalize_phone(phone)))
+    if not check_password(user, str(password or "")):
+        return None
+    if not user.active:
+        return None
+    return user
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(user: User) -> tuple[str, ApiToken]:
+    """A new bearer token for ``user``; only its hash is stored. Returns (token, record)."""
+    token = secrets.token_urlsafe(32)
+    record = ApiToken(user_id=user.id, token_hash=_token_digest(token),
+                      expires_at=utcnow() + current_app.config["API_TOKEN_TTL"],
+                      created_from=request.remote_addr if request else None)
+    with write_transaction():
+        db.session.add(record)
+        user.last_login_at = utcnow()
+    return token, record
+
+
+def revoke_token(record: ApiToken) -> None:
+    with write_transaction():
+        record.revoked_at = utcnow()
+
+
+def user_from_bearer() -> tuple[User | None, ApiToken | None]:
+    """The user of the request's ``Authorization: Bearer`` token, if valid."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, None
+    record = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token.strip())))
+    now: datetime = utcnow()
+    if record is None or record.revoked_at is not None or record.expires_at <= now:
+        return None, None
+    user = db.session.get(User, record.user_id)
+    if user is None or not user.active:
+        return None, None
+    return user, record
+
+
+def request_user() -> User | None:
+    """The user of this request: bearer token (API) or session cookie (web)."""
+    if "api_user" in g:
+        return g.api_user
+    if current_user and current_user.is_authenticated:
+        return current_user._get_current_object()
+    return None
+
+
+def init_app(app, login_manager) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def _load_user(session_id: str):
+        user_id, _, version = str(session_id).partition(":")
+        if not user_id.isdigit():
+            return None
+        user = db.session.get(User, int(user_id))
+        if user is None or str(user.session_version) != version:
+            return None
+        return user

@@ -1,0 +1,76 @@
+"""Read models of households: balance, score, stars and history, without N+1 queries."""
+from __future__ import annotations
+
+from sqlalchemy import and_, select, union_all
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..ledger.models import Account, Transfer
+from ..rankings.models import HouseholdScore
+from .models import Area, Household, Resident
+
+
+def _summary_query():
+    head = aliased(Resident)
+    hamlet = aliased(Area)
+    score = aliased(HouseholdScore)
+    return (select(Household.id, Household.number, Household.hamlet_id, hamlet.name, head.name,
+                   Account.balance, score.score)
+            .join(hamlet, hamlet.id == Household.hamlet_id)
+            .outerjoin(head, and_(head.household_id == Household.id, head.is_head.is_(True)))
+            .join(Account, Account.household_id == Household.id)
+            .outerjoin(score, and_(score.household_id == Household.id, score.period == "all")))
+
+
+def _row_to_summary(row, village: Area) -> dict:
+    household_id, number, hamlet_id, hamlet_name, head_name, balance, score = row
+    score = score or 0
+    return {"id": household_id, "number": number, "hamlet_id": hamlet_id, "hamlet": hamlet_name,
+            "head": head_name or "", "balance": balance, "score": score, "stars": village.stars_for(score)}
+
+
+def household_summary(household: Household) -> dict:
+    """{id, number, head, hamlet, balance, score, stars} of one household."""
+    row = db.session.execute(_summary_query().where(Household.id == household.id)).one()
+    village = db.session.get(Area, household.village_id)
+    summary = _row_to_summary(row, village)
+    summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
+    return summary
+
+
+def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: int | None = None,
+                   limit: int = 50) -> tuple[list[dict], int | None]:
+    """Households of a village by id, ``limit`` at a time after the cursor ``after``."""
+    query = _summary_query().where(Household.village_id == village.id)
+    if hamlet_ids is not None:
+        query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
+    if after:
+        query = query.where(Household.id > after)
+    rows = db.session.execute(query.order_by(Household.id).limit(limit + 1)).all()
+    items = [_row_to_summary(row, village) for row in rows[:limit]]
+    return items, (items[-1]["id"] if len(rows) > limit else None)
+
+
+def transfer_history(household: Household, *, before: int | None = None, limit: int = 50):
+    """Ledger lines of a household, newest first, with the amount signed from its side.
+
+    Two index range scans (as debit, as credit) merged, so it stays fast on a
+    household with years of history.
+    """
+    account = db.session.scalar(select(Account).where(Account.household_id == household.id))
+    parts = []
+    for column in (Transfer.debit_account_id, Transfer.credit_account_id):
+        part = select(Transfer.id).where(column == account.id)
+        if before:
+            part = part.where(Transfer.id < before)
+        parts.append(part.order_by(Transfer.id.desc()).limit(limit + 1).subquery().select())
+    ids = sorted(set(db.session.scalars(union_all(*parts))), reverse=True)[:limit + 1]
+    rows = db.session.scalars(select(Transfer).where(Transfer.id.in_(ids)).order_by(Transfer.id.desc())).all()
+    reversed_ids = set(db.session.scalars(select(Transfer.reverses_id).where(Transfer.reverses_id.in_(ids))))
+    lines = [{
+        "id": row.id, "code": row.code,
+        "amount": row.amount if row.credit_account_id == account.id else -row.amount,
+        "created_at": row.created_at, "reason": row.reason, "award_id": row.award_id,
+        "reverses_id": row.reverses_id, "reversed": row.id in reversed_ids,
+    } for row in rows[:limit]]
+    return lines, (lines[-1]["id"] if len(rows) > limit else None)

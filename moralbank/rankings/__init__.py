@@ -1,0 +1,1 @@
+"""Period scores, stars and rankings."""

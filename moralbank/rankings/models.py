@@ -1,0 +1,34 @@
+"""Household scores per period, kept by the ledger in the same transaction as each posting.
+
+Rankings and stars read these rows through an index; they never sum the ledger.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..database import UTCDateTime
+from ..extensions import db
+
+
+class HouseholdScore(db.Model):
+    """Score of one household in one period: ``2026-11``, ``2026-Q4``, ``2026`` or ``all``."""
+
+    __tablename__ = "household_scores"
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    hamlet_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    #: points earned minus points deducted in the period (spending never lowers it)
+    score: Mapped[int] = mapped_column(default=0)
+    #: when the score reached its current value (ties rank the earlier first)
+    reached_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Rankings read (village or hamlet, period) in score order, best first, earliest first.
+Index("ix_household_scores_rank", HouseholdScore.village_id, HouseholdScore.period,
+      HouseholdScore.score.desc(), HouseholdScore.reached_at, HouseholdScore.household_id)
+Index("ix_household_scores_hamlet_rank", HouseholdScore.hamlet_id, HouseholdScore.period,
+      HouseholdScore.score.desc(), HouseholdScore.reached_at, HouseholdScore.household_id)

@@ -1,0 +1,1 @@
+"""Stores, items, redemptions and settlement."""

@@ -1,0 +1,99 @@
+"""Stores that accept points, their items, redemptions and settlements."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..database import UTCDateTime, utcnow
+from ..extensions import db
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Store(db.Model):
+    """积分超市 or a partner shop of a village."""
+
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    address: Mapped[Optional[str]] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(default=True)
+
+    items: Mapped[list["Item"]] = relationship(back_populates="store", order_by="Item.id")
+
+
+class Item(db.Model):
+    """Goods with a points price and a stock count."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points_positive"),
+        CheckConstraint("stock >= 0", name="stock_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    #: unit, e.g. 袋, 瓶, 桶
+    unit: Mapped[str] = mapped_column(String(8), default="件")
+    points: Mapped[int] = mapped_column()
+    stock: Mapped[int] = mapped_column(default=0)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    store: Mapped[Store] = relationship(back_populates="items")
+
+
+class Redemption(db.Model):
+    """A household spending points at a store (one transfer household → store)."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (CheckConstraint("points > 0", name="points_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    points: Mapped[int] = mapped_column()
+    clerk_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lines: Mapped[list["RedemptionLine"]] = relationship(order_by="RedemptionLine.id")
+
+
+class RedemptionLine(db.Model):
+    """One item line of a redemption (none when the clerk entered points only)."""
+
+    __tablename__ = "redemption_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    redemption_id: Mapped[int] = mapped_column(BigId, ForeignKey("redemptions.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    #: item name and unit price at the time, for receipts
+    name: Mapped[str] = mapped_column(String(64))
+    unit_points: Mapped[int] = mapped_column()
+    quantity: Mapped[int] = mapped_column()
+
+
+class Settlement(db.Model):
+    """The committee reimbursing a store for the points redeemed there in a period."""
+
+    __tablename__ = "settlements"
+    __table_args__ = (CheckConstraint("points > 0", name="points_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
+    #: the period settled, e.g. 2026-11
+    period: Mapped[str] = mapped_column(String(8))
+    points: Mapped[int] = mapped_column()
+    #: money paid, in fen (分), as agreed by the village
+    amount_fen: Mapped[Optional[int]] = mapped_column()
+    settled_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,128 @@
+"""Login, logout, the home page of each role, and the language switch."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from ..database import utcnow, write_transaction
+from ..extensions import db, limiter
+from ..people import access
+from ..people.auth import authenticate, normalize_phone
+from ..people.models import Area, Household
+from ..people.queries import household_page, household_summary, transfer_history
+from ..stores.models import Store
+
+bp = Blueprint("web", __name__)
+
+
+class LoginForm(FlaskForm):
+    phone = StringField("手机号", validators=[DataRequired(message="请输入手机号"), Length(max=20)])
+    password = PasswordField("密码", validators=[DataRequired(message="请输入密码"), Length(max=256)])
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only a local path (no scheme, no host, not protocol-relative) may be redirected to."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+def _login_phone_key() -> str:
+    return "login-account:" + (normalize_phone(request.form.get("phone")) or "-")
+
+
+def _login_failed(response) -> bool:
+    return request.method == "POST" and response.status_code in (400, 401)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_login_phone_key,
+               deduct_when=_login_failed, methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
+               key_func=lambda: "login-address:" + (request.remote_addr or "-"),
+               deduct_when=_login_failed, methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("web.home"))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        user = authenticate(form.phone.data, form.password.data)
+        if user is not None:
+            with write_transaction():
+                user.last_login_at = utcnow()
+            session.clear()
+            login_user(user)
+            return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
+        flash(_("手机号或密码不对"), "error")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("login.html", form=form), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    session.clear()
+    flash(_("已退出"), "info")
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/lang/<code>")
+def set_language(code):
+    if code in current_app.config["LANGUAGES"]:
+        session["lang"] = code
+        if current_user.is_authenticated:
+            with write_transaction():
+                current_user.locale = code
+    return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
+
+
+@bp.get("/")
+def index():
+    if current_user.is_authenticated:
+        return redirect(url_for("web.home"))
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/home")
+@login_required
+def home():
+    """The landing page of each role: what they need first."""
+    user = current_user
+    household_ids = access.resident_household_ids(user)
+    context: dict = {"roles": user.roles}
+    if household_ids:
+        household = db.session.get(Household, min(household_ids))
+        context["household"] = household_summary(household)
+        context["history"], _cursor = transfer_history(household, limit=10)
+    store_grant = next((grant for grant in user.grants if grant.role == "clerk"), None)
+    if store_grant:
+        context["store"] = db.session.get(Store, store_grant.store_id)
+    staff_villages = access.villages_visible(user)
+    if staff_villages:
+        context["villages"] = []
+        for village in staff_villages[:20]:
+            hamlet_ids = None
+            if not access.grants_reaching(user, village, ("committee", "admin", "supervisor")):
+                hamlet_ids = access.grid_hamlet_ids(user, village)
+            items, _cursor = household_page(village, hamlet_ids=hamlet_ids, limit=200)
+            context["villages"].append({"village": village, "households": items})
+    return render_template("home.html", **context)
+
+
+@bp.get("/healthz")
+def healthz():
+    db.session.execute(db.text("SELECT 1"))
+    return {"status": "ok"}

@@ -1,0 +1,245 @@
+"""Test fixtures: an app per test on a fresh copy of a migrated, seeded database.
+
+The suite runs on SQLite (default) or PostgreSQL (``MORALBANK_TEST_DB=postgresql``,
+server from ``TEST_DATABASE_URL``, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres).
+The schema is made once per session by the real Alembic migrations and the demo
+village by the real ``seed-demo``; each test gets its own copy (a file copy on
+SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL), so tests commit for real
+and never see each other. After every test the ledger must verify clean.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from moralbank import create_app
+from moralbank.database import reset_clock
+from moralbank.extensions import db
+
+BACKEND = os.environ.get("MORALBANK_TEST_DB", "sqlite")
+PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DEMO_PASSWORD = "demo-pass-2026"
+PHONES = {"committee": "13800000001", "grid": "13800000002", "resident": "13800000003",
+          "clerk": "13800000004", "supervisor": "13800000005", "committee_xlc": "13800000006"}
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+def pg_admin():
+    import psycopg
+
+    url = make_url(PG_ADMIN_URL)
+    return psycopg.connect(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
+                           password=url.password, dbname=url.database or "postgres", autocommit=True)
+
+
+def pg_url(name: str) -> str:
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def build_database(uri: str, *, seed: bool) -> None:
+    """Migrate (and seed) a database through the real commands' code paths."""
+    from flask_migrate import upgrade
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": SECRET, "TESTING": True})
+    with app.app_context():
+        upgrade()
+        if seed:
+            from moralbank.demo import seed_demo
+            seed_demo(echo=lambda *args: None)
+        db.session.remove()
+        db.engine.dispose()
+
+
+class Databases:
+    """Makes per-test databases from session templates."""
+
+    def __init__(self, tmp_root):
+        self.tmp_root = tmp_root
+        self.templates: dict[bool, str] = {}
+        self.tag = uuid.uuid4().hex[:8]
+        self.created: list[str] = []
+
+    def template(self, seed: bool) -> str:
+        if seed not in self.templates:
+            if BACKEND == "sqlite":
+                path = self.tmp_root / f"template-{'demo' if seed else 'empty'}.db"
+                build_database(f"sqlite:///{path}", seed=seed)
+                import sqlite3
+                with sqlite3.connect(path) as conn:  # fold the WAL into the file before copying it
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.templates[seed] = str(path)
+            else:
+                name = f"mbt_{self.tag}_{'demo' if seed else 'empty'}"
+                with pg_admin() as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                build_database(pg_url(name), seed=seed)
+                self.templates[seed] = name
+                self.created.append(name)
+        return self.templates[seed]
+
+    def fresh(self, tmp_path, seed: bool = True) -> str:
+        template = self.template(seed)
+        if BACKEND == "sqlite":
+            target = tmp_path / "moralbank.db"
+            shutil.copyfile(template, target)
+            return f"sqlite:///{target}"
+        name = f"mbt_{self.tag}_{uuid.uuid4().hex[:10]}"
+        with pg_admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+        return pg_url(name)
+
+    def drop(self, uri: str) -> None:
+        if BACKEND != "sqlite":
+            with pg_admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{make_url(uri).database}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if BACKEND != "sqlite":
+            with pg_admin() as conn:
+                for name in self.created:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory):
+    dbs = Databases(tmp_path_factory.mktemp("templates"))
+    yield dbs
+    dbs.close()
+
+
+def _make_app(uri: str, extra: dict | None = None):
+    config = {"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": SECRET, "TESTING": True,
+              "RATELIMIT_STORAGE_URI": "memory://", "RATELIMIT_KEY_PREFIX": uuid.uuid4().hex}
+    config.update(extra or {})
+    return create_app(config)
+
+
+def _assert_ledger_clean(app) -> None:
+    from moralbank.ledger.verify import verify
+
+    with app.app_context():
+        db.session.remove()
+        report = verify()
+        db.session.remove()
+    assert report.ok, "ledger verify failed after the test:\n" + "\n".join(report.discrepancies)
+
+
+@pytest.fixture
+def app_config():
+    """Extra settings for the ``app`` fixture; override in a module or test."""
+    return {}
+
+
+@pytest.fixture
+def app(databases, tmp_path, app_config):
+    """An app on a fresh copy of the demo database; the ledger must verify clean afterwards."""
+    uri = databases.fresh(tmp_path, seed=True)
+    application = _make_app(uri, app_config)
+    yield application
+    reset_clock()
+    try:
+        _assert_ledger_clean(application)
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        databases.drop(uri)
+
+
+@pytest.fixture
+def empty_app(databases, tmp_path):
+    """An app on a migrated database with no data."""
+    uri = databases.fresh(tmp_path, seed=False)
+    application = _make_app(uri)
+    yield application
+    reset_clock()
+    try:
+        _assert_ledger_clean(application)
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        databases.drop(uri)
+
+
+@pytest.fixture
+def ctx(app):
+    """An application context for calling services directly."""
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def api(client):
+    """Log in through the API: ``api.headers('committee')`` gives Authorization headers."""
+
+    class Api:
+        def __init__(self):
+            self._tokens: dict[str, str] = {}
+
+        def token(self, who: str) -> str:
+            phone = PHONES.get(who, who)
+            if phone not in self._tokens:
+                response = client.post("/api/v1/auth/tokens", json={"phone": phone, "password": DEMO_PASSWORD})
+                assert response.status_code == 201, response.get_json()
+                self._tokens[phone] = response.get_json()["token"]
+            return self._tokens[phone]
+
+        def headers(self, who: str, **extra) -> dict:
+            return {"Authorization": f"Bearer {self.token(who)}", **extra}
+
+        def get(self, path, who, **kwargs):
+            return client.get(path, headers=self.headers(who), **kwargs)
+
+        def post(self, path, who, json=None, key=None, **kwargs):
+            headers = self.headers(who)
+            if key:
+                headers["Idempotency-Key"] = key
+            return client.post(path, headers=headers, json=json, **kwargs)
+
+    return Api()
+
+
+def csrf_from(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or \
+        re.search(r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def auth(client):
+    """Log in through the web form as a demo role: ``auth.login('resident')``."""
+
+    class Auth:
+        def login(self, who: str, password: str = DEMO_PASSWORD, next_url: str | None = None):
+            page = client.get("/login")
+            token = csrf_from(page.get_data(as_text=True))
+            url = "/login" + (f"?next={next_url}" if next_url else "")
+            return client.post(url, data={"phone": PHONES.get(who, who), "password": password,
+                                          "csrf_token": token})
+
+        def logout(self):
+            page = client.get("/home")
+            token = csrf_from(page.get_data(as_text=True))
+            return client.post("/logout", data={"csrf_token": token})
+
+    return Auth()
