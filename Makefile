@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export FLASK_APP := wsgi.py
 
-.PHONY: install translations run test test-sqlite test-postgresql bench clean
+.PHONY: install translations messages run test test-sqlite test-postgresql bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # Compiled catalogues are build output (not committed); zh_CN strings are the source.
 translations: $(STAMP)
-	$(BIN)/pybabel compile -q -d moralbank/translations
+	$(BIN)/pybabel compile -d moralbank/translations
 
 run: install translations
 	$(BIN)/flask db upgrade
@@ -42,3 +42,8 @@ test-postgresql: install translations
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis
+
+# After adding or changing user-facing strings: re-extract and merge into the English catalogue.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o moralbank/translations/messages.pot .
+	$(BIN)/pybabel update -i moralbank/translations/messages.pot -d moralbank/translations --no-fuzzy-matching
