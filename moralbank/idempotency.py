@@ -55,6 +55,18 @@ def request_fingerprint(body: object) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
 
 
+def request_body() -> object:
+    """What identifies the request's content: its JSON, or its form fields and uploaded files' hashes."""
+    if request.is_json:
+        return request.get_json(silent=True)
+    body: dict = {key: request.form.getlist(key) for key in sorted(request.form) if key != "csrf_token"}
+    for key in sorted(request.files):
+        body["file:" + key] = [hashlib.sha256(f.read()).hexdigest() for f in request.files.getlist(key)]
+        for f in request.files.getlist(key):
+            f.stream.seek(0)
+    return body
+
+
 def _claim(user_id: int, key: str, fingerprint: str) -> Optional[int]:
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -102,7 +114,7 @@ def idempotent_api(required: bool = True):
         def wrapper(*args, **kwargs):
             from .people.auth import request_user
 
-            body = request.get_json(silent=True)
+            body = request_body()
             payload, status, replayed = run_once(
                 request_user(), request.headers.get("Idempotency-Key"), body,
                 lambda: view(*args, **kwargs), required=required)

@@ -1,6 +1,6 @@
 """Imports every model so the metadata (and Alembic) sees all tables."""
 from .audit.models import AuditEntry  # noqa: F401
-from .awards.models import Award, Rule  # noqa: F401
+from .awards.models import Award, Objection, Rule  # noqa: F401
 from .ledger.models import Account, Transfer  # noqa: F401
 from .people.models import ApiToken, Area, Household, Resident, RoleGrant, User  # noqa: F401
 from .rankings.models import HouseholdScore  # noqa: F401

@@ -89,3 +89,118 @@ class PageArgsSchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     before = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
     after = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0))
+
+
+class RuleSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    category = fields.String(required=True, validate=validate.OneOf(
+        ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
+    category_label = fields.String(dump_only=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    points = fields.Integer(required=True, strict=True, metadata={"description": "per unit; negative for deductions"})
+    cap = fields.Method("dump_cap", "load_cap", allow_none=True, load_default=None,
+                        metadata={"description": "{count, period: month|quarter|year} or null"})
+    photo_required = fields.Boolean(load_default=False)
+    version = fields.Integer(dump_only=True)
+    family_id = fields.Integer(dump_only=True)
+    active = fields.Boolean(dump_only=True)
+
+    def dump_cap(self, rule):
+        if rule is None or not getattr(rule, "cap_count", None):
+            return None
+        return {"count": rule.cap_count, "period": rule.cap_period}
+
+    def load_cap(self, value):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            from marshmallow import ValidationError
+            raise ValidationError("cap must be {count, period} or null")
+        return CapSchema().load(value)
+
+
+class CapSchema(Schema):
+    count = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100))
+    period = fields.String(required=True, validate=validate.OneOf(["month", "quarter", "year"]))
+
+
+class RulePatchSchema(Schema):
+    category = fields.String(validate=validate.OneOf(
+        ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
+    title = fields.String(validate=validate.Length(min=1, max=64))
+    points = fields.Integer(strict=True)
+    cap = fields.Raw(allow_none=True)
+    photo_required = fields.Boolean()
+    active = fields.Boolean(metadata={"description": "false retires the rule"})
+
+
+class RuleListSchema(Schema):
+    items = fields.List(fields.Nested(RuleSchema))
+    next = fields.String(allow_none=True)
+
+
+class AwardCreateSchema(Schema):
+    household_id = fields.Integer(required=True, strict=False)
+    rule_id = fields.Integer(required=True, strict=False)
+    quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=50))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    occurred_on = fields.Date(load_default=None, allow_none=True)
+
+
+class ReasonSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class AwardSchema(Schema):
+    id = fields.Integer()
+    status = fields.String(metadata={"description": "proposed, approved, disputed, posted, rejected"})
+    status_label = fields.String()
+    household_id = fields.Integer()
+    rule_id = fields.Integer()
+    rule = fields.Dict()
+    points = fields.Integer(metadata={"description": "signed points this award moves"})
+    quantity = fields.Integer()
+    note = fields.String(allow_none=True)
+    occurred_on = fields.Date()
+    proposed_by_id = fields.Integer(allow_none=True)
+    proposed_at = fields.DateTime()
+    decided_at = fields.DateTime(allow_none=True)
+    notice_ends_at = fields.DateTime(allow_none=True)
+    posted_at = fields.DateTime(allow_none=True)
+    decision_reason = fields.String(allow_none=True)
+    has_photo = fields.Boolean()
+    transfer_id = fields.Integer(allow_none=True, metadata={"description": "the posting transfer, once posted"})
+    reversed = fields.Boolean()
+
+
+class AwardListSchema(Schema):
+    items = fields.List(fields.Nested(AwardSchema))
+    next = fields.String(allow_none=True)
+
+
+class AwardListArgsSchema(Schema):
+    status = fields.String(load_default=None, validate=validate.OneOf(
+        ["proposed", "approved", "disputed", "posted", "rejected"]))
+    household_id = fields.Integer(load_default=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class TransferSchema(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    amount = fields.Integer()
+    debit_account_id = fields.Integer()
+    credit_account_id = fields.Integer()
+    reverses_id = fields.Integer(allow_none=True)
+    award_id = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class VillagePatchSchema(Schema):
+    notice_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=30))
+    code_ttl_seconds = fields.Integer(strict=True, validate=validate.Range(min=30, max=3600))
+    approval_threshold = fields.Integer(strict=True, validate=validate.Range(min=0, max=10000))
+    star_thresholds = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
+                                  validate=validate.Length(min=1, max=10))

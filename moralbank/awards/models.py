@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
@@ -94,3 +94,18 @@ class Award(db.Model):
 
     rule: Mapped[Rule] = relationship()
     household = relationship("Household")
+
+
+class Objection(db.Model):
+    """异议: a resident of the village objects to an award during its public notice."""
+
+    __tablename__ = "objections"
+    __table_args__ = (UniqueConstraint("award_id", "user_id", name="uq_objections_award_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    award_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("awards.id"),
+                                          index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,64 @@
+"""Evidence photos: accepted as JPEG or PNG, re-encoded and thumbnailed with Pillow.
+
+Re-encoding drops every piece of metadata (EXIF with GPS position, camera,
+owner) and any payload hidden after the image data; only pixels are kept. Files
+live under ``UPLOAD_FOLDER`` (default ``instance/uploads``), one folder per
+village, named by a random id, and are served only to those allowed to see the
+award (see ``web.awards.photo``).
+"""
+from __future__ import annotations
+
+import io
+import secrets
+from pathlib import Path
+
+from flask import current_app
+from flask_babel import gettext as _
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import Invalid
+
+MAX_SIDE = 1600
+THUMB_SIDE = 320
+Image.MAX_IMAGE_PIXELS = 40_000_000  # refuse decompression bombs
+
+
+def upload_root() -> Path:
+    configured = current_app.config.get("UPLOAD_FOLDER")
+    return Path(configured) if configured else Path(current_app.instance_path) / "uploads"
+
+
+def store_photo(data: bytes, village_id: int) -> str:
+    """Validate, re-encode and store a photo; return its path relative to the upload root."""
+    limit = current_app.config.get("PHOTO_MAX_BYTES", 8 * 1024 * 1024)
+    if not data:
+        raise Invalid(_("照片是空的"), code="bad_photo", fields={"photo": [_("请重新拍照上传")]})
+    if len(data) > limit:
+        raise Invalid(_("照片太大（最大 %(mb)s MB）", mb=limit // (1024 * 1024)), code="photo_too_large",
+                      fields={"photo": [_("太大")]})
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            kind = probe.format
+            probe.verify()
+        if kind not in ("JPEG", "PNG"):
+            raise Invalid(_("只接受 JPG 或 PNG 照片"), code="bad_photo", fields={"photo": [_("格式不对")]})
+        with Image.open(io.BytesIO(data)) as image:
+            image = ImageOps.exif_transpose(image)
+            image = image.convert("RGB")
+            image.thumbnail((MAX_SIDE, MAX_SIDE))
+            name = secrets.token_hex(16)
+            folder = upload_root() / str(village_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"{name}.jpg", "JPEG", quality=85, optimize=True)
+            image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+            image.save(folder / f"{name}_t.jpg", "JPEG", quality=80, optimize=True)
+    except Invalid:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        raise Invalid(_("无法识别这张照片"), code="bad_photo", fields={"photo": [_("请上传 JPG 或 PNG")]})
+    return f"{village_id}/{name}.jpg"
+
+
+def photo_file(relative: str, thumb: bool = False) -> Path:
+    path = upload_root() / relative
+    return path.with_name(path.stem + "_t.jpg") if thumb else path
