@@ -44,7 +44,12 @@ def http_error(error: HTTPException):
     code = _HTTP_CODES.get(status, "error")
     if error.__class__.__name__ == "CSRFError":
         code = "csrf_failed"
-    return envelope(code, messages.get(status, error.description or ""), status)
+    response = envelope(code, messages.get(status, error.description or ""), status)
+    # Keep the exception's own headers (Allow on 405, Retry-After, WWW-Authenticate), not its HTML type.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def server_error(error: Exception):  # pragma: no cover - only on bugs

@@ -26,8 +26,9 @@ def doc(summary: str, *, request=None, response=None, status: int = 200, errors=
 
 
 def build_spec(app) -> dict:
+    # Paths below are relative to the API's base, so the document names it as the server.
     spec = APISpec(title="moralbank API", version="1", openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[MarshmallowPlugin()], servers=[{"url": "/api/v1"}],
                    info={"description": "道德银行 / 积分超市 JSON API. Errors use one envelope: ErrorSchema."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=s.ErrorSchema)

@@ -8,11 +8,45 @@ from werkzeug.exceptions import HTTPException
 from ..errors import DomainError
 
 
+def nav_links() -> list[tuple[str, str]]:
+    """The menu of the logged-in user, by role."""
+    from flask import url_for
+    from flask_babel import gettext as _
+    from flask_login import current_user
+
+    if not current_user.is_authenticated:
+        return []
+    roles = {grant.role for grant in current_user.grants}
+    village = next((grant.village for grant in current_user.grants if grant.village_id), None)
+    links = [(_("首页"), url_for("web.home"))]
+    if roles & {"committee", "admin"}:
+        links += [(_("审核"), url_for("awards.review")), (_("积分清单"), url_for("awards.rules")),
+                  (_("提交积分"), url_for("awards.propose")), (_("操作记录"), url_for("awards.audit_log"))]
+    if "grid" in roles:
+        links += [(_("我的屯"), url_for("awards.grid_home")), (_("评分表"), url_for("awards.sheet")),
+                  (_("提交积分"), url_for("awards.propose"))]
+    if "resident" in roles:
+        links += [(_("申报好事"), url_for("awards.declare"))]
+    if village is not None:
+        links.append((_("公示"), url_for("awards.notices", code=village.code)))
+    seen, unique = set(), []
+    for label, url in links:
+        if url not in seen:
+            seen.add(url)
+            unique.append((label, url))
+    return unique
+
+
 def init_app(app) -> None:
     from ..api import errors as api_errors
-    from . import views
+    from . import awards, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(awards.bp)
+
+    @app.context_processor
+    def _navigation():
+        return {"nav_links": nav_links()}
 
     @app.errorhandler(DomainError)
     def _domain(error: DomainError):

@@ -1,0 +1,50 @@
+"""Helpers shared by the HTML views: one-time form submissions and the user's scope."""
+from __future__ import annotations
+
+import uuid
+
+from flask import abort, flash, redirect, request
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from ..idempotency import request_body, run_once
+from ..people import access
+from ..people.models import Area
+
+
+def new_form_key() -> str:
+    """A fresh idempotency key for a form about to be shown (the hidden ``idempotency_key`` field)."""
+    return uuid.uuid4().hex
+
+
+def submit_once(action):
+    """Run a form's ``action()`` once per hidden ``idempotency_key``.
+
+    ``action`` returns ``{"redirect": url, "message": text}``. A double tap or a
+    resubmitted page replays the first answer (same redirect) and writes nothing.
+    """
+    payload, _status, replayed = run_once(current_user, request.form.get("idempotency_key"), request_body(),
+                                          lambda: (action(), 200), required=True)
+    if replayed:
+        flash(_("这张表已经提交过了，没有重复记录。"), "info")
+    elif payload.get("message"):
+        flash(payload["message"], payload.get("category", "success"))
+    return redirect(payload["redirect"])
+
+
+def committee_village() -> Area:
+    """The village the logged-in committee member (or admin) works for; 403 otherwise."""
+    for grant in current_user.grants:
+        if grant.role in ("committee", "admin") and grant.village_id:
+            village = grant.village
+            if access.is_committee(current_user, village):
+                return village
+    abort(403)
+
+
+def grid_village() -> Area:
+    """The village of a grid manager (or committee member, who may do what grid managers do)."""
+    for grant in current_user.grants:
+        if grant.role in ("grid", "committee", "admin") and grant.village_id:
+            return grant.village
+    abort(403)
