@@ -123,7 +123,7 @@ def _history(rng, rules, households, stores, approver, grid, months: int = 6):
             if not affordable:
                 continue
             item = rng.choice(affordable)
-            redeem(household, target, items=[(item, 1)], idempotency_key=f"demo-shop-{number}", at=moment)
+            redeem(household, target, items=[(item, 1)], at=moment)
         else:
             record_award(household, target, proposer=grid, approver=approver,
                          occurred_on=(moment + timedelta(hours=8)).date(), at=moment)

@@ -45,6 +45,8 @@ class Area(db.Model):
     code_ttl_seconds: Mapped[int] = mapped_column(default=300)
     #: village setting: awards with |points| above this need an approver other than the proposer
     approval_threshold: Mapped[int] = mapped_column(default=10)
+    #: village setting: money paid to a store per point redeemed, in fen (100 = 1 yuan per point)
+    fen_per_point: Mapped[int] = mapped_column(default=100, server_default="100")
     #: village setting: ascending score thresholds for stars (5 entries, or 10 for 十星)
     star_thresholds: Mapped[list] = mapped_column(JSON, default=lambda: list(DEFAULT_STAR_THRESHOLDS))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -50,9 +50,17 @@ def read_rows(path: str | Path) -> list[list[str]]:
     """The rows of a CSV (UTF-8, with or without BOM, or GBK) or XLSX file as strings."""
     path = Path(path)
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
+        from zipfile import BadZipFile
 
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        from openpyxl import load_workbook
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        try:
+            workbook = load_workbook(path, read_only=True, data_only=True)
+        except (BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as error:
+            # a renamed .xls or a damaged file: say so instead of a traceback
+            raise DomainError(f"无法读取 XLSX 文件 {path.name} (not a valid .xlsx workbook: {error})",
+                              code="bad_file") from error
         sheet = workbook.worksheets[0]
         rows = [["" if cell is None else (str(int(cell)) if isinstance(cell, float) and cell.is_integer()
                                           else str(cell)).strip() for cell in row]
@@ -68,6 +76,9 @@ def read_rows(path: str | Path) -> list[list[str]]:
             break
         except UnicodeDecodeError:
             continue
+    else:  # e.g. Excel's UTF-16 "Unicode text"
+        raise DomainError(f"无法识别 {path.name} 的编码，请另存为 UTF-8 或 GBK 的 CSV "
+                          "(encoding not recognised: save as UTF-8 or GBK CSV)", code="bad_file")
     return [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
@@ -61,7 +61,9 @@ class Redemption(db.Model):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     points: Mapped[int] = mapped_column()
     clerk_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: the payment code (or card unlock code) that authorised it
+    code_id: Mapped[Optional[int]] = mapped_column(ForeignKey("redemption_codes.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     lines: Mapped[list["RedemptionLine"]] = relationship(order_by="RedemptionLine.id")
 
@@ -85,7 +87,11 @@ class Settlement(db.Model):
     """The committee reimbursing a store for the points redeemed there in a period."""
 
     __tablename__ = "settlements"
-    __table_args__ = (CheckConstraint("points > 0", name="points_positive"),)
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points_positive"),
+        # A store is settled once per period.
+        UniqueConstraint("store_id", "period", name="uq_settlements_store_period"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
@@ -97,3 +103,57 @@ class Settlement(db.Model):
     amount_fen: Mapped[Optional[int]] = mapped_column()
     settled_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RedemptionCode(db.Model):
+    """A one-time payment code of a household: a QR (URL with the token) and a short number.
+
+    It carries no balance; the token (≥ 128 random bits) is stored only as its
+    SHA-256. It is consumed by the conditional UPDATE that also names the
+    redemption, in the redemption's own transaction.
+    """
+
+    __tablename__ = "redemption_codes"
+    __table_args__ = (
+        UniqueConstraint("village_id", "code", name="uq_redemption_codes_village_code"),
+        Index("ix_redemption_codes_household", "household_id", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    #: the short number a clerk can type (8 digits, unique in the village)
+    code: Mapped[str] = mapped_column(String(12))
+    #: hex SHA-256 of the token the QR carries
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: 128 random bits; the token is HMAC(SECRET_KEY, salt), so the server can redraw the QR
+    #: from the short number while the database alone reveals no token
+    salt: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: who asked for it (the resident, or the clerk who unlocked a paper card with its PIN)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    #: a code made from a paper card at a shop, for that store only
+    card_id: Mapped[Optional[int]] = mapped_column(ForeignKey("household_cards.id"))
+    store_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stores.id"))
+    consumed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class HouseholdCard(db.Model):
+    """A paper passbook card for a household without a phone: a long-lived QR plus a PIN.
+
+    Revocable and re-issuable; the PIN is hashed (argon2id) and attempts are throttled.
+    """
+
+    __tablename__ = "household_cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    pin_hash: Mapped[str] = mapped_column(String(255))
+    issued_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    #: failed PIN attempts in a row; the card locks at the limit until the committee re-issues it
+    failed_pins: Mapped[int] = mapped_column(default=0)

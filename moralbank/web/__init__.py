@@ -26,7 +26,12 @@ def nav_links() -> list[tuple[str, str]]:
         links += [(_("我的屯"), url_for("awards.grid_home")), (_("评分表"), url_for("awards.sheet")),
                   (_("提交积分"), url_for("awards.propose"))]
     if "resident" in roles:
-        links += [(_("申报好事"), url_for("awards.declare"))]
+        links += [(_("付款码"), url_for("shop.pay")), (_("申报好事"), url_for("awards.declare"))]
+    if "clerk" in roles:
+        links += [(_("收款"), url_for("shop.shop_home")), (_("兑换记录"), url_for("shop.history")),
+                  (_("库存"), url_for("shop.shop_items"))]
+    if roles & {"committee", "admin"}:
+        links += [(_("商店"), url_for("shop.committee_stores"))]
     if village is not None:
         links.append((_("公示"), url_for("awards.notices", code=village.code)))
     seen, unique = set(), []
@@ -39,10 +44,11 @@ def nav_links() -> list[tuple[str, str]]:
 
 def init_app(app) -> None:
     from ..api import errors as api_errors
-    from . import awards, views
+    from . import awards, shop, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(awards.bp)
+    app.register_blueprint(shop.bp)
 
     @app.after_request
     def _security_headers(response):

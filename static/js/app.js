@@ -18,3 +18,24 @@
     });
   });
 })();
+(function () {
+  "use strict";
+  // Print buttons.
+  document.querySelectorAll("[data-print]").forEach(function (b) {
+    b.addEventListener("click", function () { window.print(); });
+  });
+  // The shop cart: show the total as the clerk types quantities.
+  var cart = document.getElementById("cart");
+  if (cart) {
+    var update = function () {
+      var total = 0;
+      cart.querySelectorAll("input.qty").forEach(function (q) {
+        total += (parseInt(q.value, 10) || 0) * parseInt(q.dataset.points, 10);
+      });
+      var extra = parseInt((document.getElementById("points") || {}).value, 10) || 0;
+      document.getElementById("total").textContent = total + extra;
+    };
+    cart.addEventListener("input", update);
+    update();
+  }
+})();

@@ -1,0 +1,364 @@
+"""API resources of the shops: payment codes and their QR, items, previews, redemptions,
+statements, settlements and paper cards."""
+from __future__ import annotations
+
+from flask import Response, current_app, g, jsonify, request
+from flask_babel import gettext as _
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from ..database import write_transaction
+from ..errors import NotFound
+from ..extensions import db, limiter
+from ..idempotency import idempotent_api
+from ..people import access
+from ..people.models import Area, Household
+from ..stores import service as stores
+from ..stores.models import Item, Redemption, Store
+from ..stores.qr import qr_png, qr_svg
+from . import bp
+from .openapi import doc
+from .resources import load_json, token_required
+
+
+class CodeSchema(Schema):
+    code = fields.String(metadata={"description": "8-digit number the clerk can type"})
+    token = fields.String(metadata={"description": "what the QR carries inside url"})
+    url = fields.String(metadata={"description": "the store redeem page with the token"})
+    expires_at = fields.DateTime()
+    ttl_seconds = fields.Integer()
+
+
+class ItemSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    unit = fields.String(load_default="件", validate=validate.Length(max=8))
+    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100000))
+    stock = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1000000))
+    active = fields.Boolean(dump_only=True)
+
+
+class ItemPatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=64))
+    unit = fields.String(validate=validate.Length(max=8))
+    points = fields.Integer(strict=True, validate=validate.Range(min=1, max=100000))
+    stock = fields.Integer(strict=True, validate=validate.Range(min=0, max=1000000))
+    active = fields.Boolean()
+
+
+class ItemListSchema(Schema):
+    items = fields.List(fields.Nested(ItemSchema))
+    next = fields.String(allow_none=True)
+
+
+class CodeRequestSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                         metadata={"description": "the short number or the token"})
+
+
+class PreviewSchema(Schema):
+    household_id = fields.Integer()
+    label = fields.String(metadata={"description": "masked head name and household number"})
+    balance = fields.Integer(metadata={"description": "points available to spend"})
+    expires_at = fields.DateTime()
+
+
+class CartLineSchema(Schema):
+    item_id = fields.Integer(required=True, strict=True)
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
+
+
+class RedemptionRequestSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    items = fields.List(fields.Nested(CartLineSchema), load_default=list, validate=validate.Length(max=50))
+    points = fields.Integer(load_default=None, allow_none=True, strict=True,
+                            validate=validate.Range(min=1, max=1000000))
+
+
+class RedemptionSchema(Schema):
+    id = fields.Integer()
+    household_id = fields.Integer()
+    store_id = fields.Integer()
+    points = fields.Integer()
+    balance_after = fields.Integer()
+    created_at = fields.DateTime()
+    lines = fields.List(fields.Dict())
+
+
+class StatementSchema(Schema):
+    store = fields.Dict()
+    period = fields.String()
+    redemptions = fields.List(fields.Dict())
+    gross = fields.Integer()
+    reversed = fields.Integer()
+    points = fields.Integer(metadata={"description": "net points owed"})
+    amount_fen = fields.Integer(metadata={"description": "money owed at the village's rate, in fen"})
+    settlement = fields.Dict(allow_none=True)
+
+
+class PeriodSchema(Schema):
+    period = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}$"))
+
+
+class SettlementSchema(Schema):
+    id = fields.Integer()
+    store_id = fields.Integer()
+    period = fields.String()
+    points = fields.Integer()
+    amount_fen = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class CardRequestSchema(Schema):
+    pin = fields.String(required=True, validate=validate.Regexp(r"^\d{4,8}$"), load_only=True)
+
+
+class CardSchema(Schema):
+    id = fields.Integer()
+    household_id = fields.Integer()
+    token = fields.String()
+    url = fields.String()
+
+
+class CardUnlockSchema(Schema):
+    card = fields.String(required=True, validate=validate.Length(min=10, max=64),
+                         metadata={"description": "the token from the card's QR"})
+    pin = fields.String(required=True, validate=validate.Length(min=1, max=8), load_only=True)
+
+
+def _store(store_id: int) -> Store:
+    store = db.session.get(Store, store_id)
+    if store is None:
+        raise NotFound(_("找不到这个商店"))
+    return store
+
+
+def _code_body(issued: stores.IssuedCode) -> dict:
+    record = issued.record
+    return CodeSchema().dump({"code": record.code, "token": issued.token, "url": issued.url,
+                              "expires_at": record.expires_at,
+                              "ttl_seconds": int((record.expires_at - record.created_at).total_seconds())})
+
+
+def redemption_body(redemption: Redemption) -> dict:
+    return RedemptionSchema().dump({
+        "id": redemption.id, "household_id": redemption.household_id, "store_id": redemption.store_id,
+        "points": redemption.points, "balance_after": stores.balance_of(redemption.household_id),
+        "created_at": redemption.created_at,
+        "lines": [{"item_id": line.item_id, "name": line.name, "quantity": line.quantity,
+                   "unit_points": line.unit_points} for line in redemption.lines]})
+
+
+def _lookup_limit() -> str:
+    return current_app.config.get("CODE_LOOKUP_LIMIT", "60 per minute")
+
+
+def _user_key() -> str:
+    user = getattr(g, "api_user", None)
+    return f"code-lookup:{user.id if user else request.remote_addr}"
+
+
+@bp.post("/redemption-codes")
+@token_required
+@doc("A new one-time payment code for the resident's household", response=CodeSchema, status=201,
+     errors=(403,))
+def create_code():
+    with write_transaction():
+        issued = stores.issue_code(g.api_user)
+        body = _code_body(issued)
+    return jsonify(body), 201
+
+
+def _qr_response(code: str, kind: str) -> Response:
+    record = stores.household_code(g.api_user, code)
+    if record.consumed_at is not None or record.card_id is not None:
+        raise NotFound(_("这个付款码已经用过了"), code="code_used")
+    url = stores.IssuedCode.of(record).url
+    data, mimetype = (qr_png(url), "image/png") if kind == "png" else (qr_svg(url), "image/svg+xml")
+    response = Response(data, mimetype=mimetype)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/redemption-codes/<code>/qr.png")
+@token_required
+@doc("The QR image (PNG) of one of your household's codes ({code}: the number or the token)", errors=(404,))
+def code_qr_png(code):
+    return _qr_response(code, "png")
+
+
+@bp.get("/redemption-codes/<code>/qr.svg")
+@token_required
+@doc("The QR image (SVG) of one of your household's codes ({code}: the number or the token)", errors=(404,))
+def code_qr_svg(code):
+    return _qr_response(code, "svg")
+
+
+@bp.get("/stores/<int:store_id>/items")
+@token_required
+@doc("Items of a store with points price and stock (users of the village)", response=ItemListSchema,
+     errors=(403, 404))
+def list_items(store_id):
+    store = _store(store_id)
+    village = db.session.get(Area, store.village_id)
+    member = access.is_staff(g.api_user, village) or any(grant.village_id == village.id
+                                                          for grant in g.api_user.grants)
+    access.require(member, _("只能查看本村商店的商品"))
+    items = db.session.scalars(select(Item).where(Item.store_id == store.id).order_by(Item.id)).all()
+    return jsonify({"items": ItemSchema(many=True).dump(items), "next": None})
+
+
+@bp.post("/stores/<int:store_id>/items")
+@token_required
+@doc("Put an item on the shelf (committee)", request=ItemSchema, response=ItemSchema, status=201,
+     errors=(403, 404))
+def create_item(store_id):
+    store = _store(store_id)
+    data = load_json(ItemSchema())
+    with write_transaction():
+        item = stores.add_item(store, actor=g.api_user, **data)
+        body = ItemSchema().dump(item)
+    return jsonify(body), 201
+
+
+@bp.patch("/items/<int:item_id>")
+@token_required
+@doc("Change an item (committee), or its stock count (the store's clerk)", request=ItemPatchSchema,
+     response=ItemSchema, errors=(403, 404))
+def patch_item(item_id):
+    item = db.session.get(Item, item_id)
+    if item is None:
+        raise NotFound(_("找不到这件商品"))
+    data = load_json(ItemPatchSchema())
+    with write_transaction():
+        stores.update_item(g.api_user, item, **data)
+        body = ItemSchema().dump(item)
+    return jsonify(body)
+
+
+@bp.post("/stores/<int:store_id>/redemption-previews")
+@token_required
+@limiter.limit(_lookup_limit, key_func=_user_key)
+@doc("Who the code belongs to (masked) and the points available; changes nothing (clerk of the store)",
+     request=CodeRequestSchema, response=PreviewSchema, errors=(403, 404, 409, 429))
+def preview(store_id):
+    store = _store(store_id)
+    data = load_json(CodeRequestSchema())
+    seen = stores.preview(g.api_user, store, data["code"])
+    return jsonify(PreviewSchema().dump({"household_id": seen.household.id, "label": seen.label,
+                                         "balance": seen.balance, "expires_at": seen.code.expires_at}))
+
+
+@bp.post("/stores/<int:store_id>/redemptions")
+@token_required
+@limiter.limit(_lookup_limit, key_func=_user_key)
+@doc("Redeem: consume the code, take stock, debit the household, credit the store, all at once "
+     "(clerk of the store). 409 code_used/code_expired; 422 insufficient_points/out_of_stock; 404 unknown code",
+     request=RedemptionRequestSchema, response=RedemptionSchema, status=201, errors=(403, 404, 409, 429),
+     idempotent=True)
+@idempotent_api(required=False)
+def redeem(store_id):
+    store = _store(store_id)
+    data = load_json(RedemptionRequestSchema())
+    redemption = stores.redeem_with_code(g.api_user, store, data["code"],
+                                         items=[(line["item_id"], line["quantity"]) for line in data["items"]],
+                                         points=data["points"])
+    return redemption_body(redemption), 201
+
+
+@bp.get("/stores/<int:store_id>/redemptions")
+@token_required
+@doc("The store's redemptions, newest first (clerk of the store, committee)", errors=(403, 404))
+def list_redemptions(store_id):
+    store = _store(store_id)
+    village = db.session.get(Area, store.village_id)
+    access.require(stores.is_clerk_of(g.api_user, store) or access.is_committee(g.api_user, village))
+    before = request.args.get("before", type=int)
+    limit = min(max(request.args.get("limit", 50, type=int), 1), 200)
+    query = select(Redemption).where(Redemption.store_id == store.id)
+    if before:
+        query = query.where(Redemption.id < before)
+    rows = db.session.scalars(query.order_by(Redemption.id.desc()).limit(limit + 1)).all()
+    items = [redemption_body(r) for r in rows[:limit]]
+    return jsonify({"items": items, "next": str(items[-1]["id"]) if len(rows) > limit else None})
+
+
+def _statement_body(statement: stores.Statement) -> dict:
+    settlement = statement.settlement
+    return StatementSchema().dump({
+        "store": {"id": statement.store.id, "name": statement.store.name}, "period": statement.period,
+        "redemptions": [dict(r, created_at=r["created_at"].isoformat()) for r in statement.redemptions],
+        "gross": statement.gross, "reversed": statement.reversed, "points": statement.points,
+        "amount_fen": statement.fen,
+        "settlement": SettlementSchema().dump(settlement) if settlement else None})
+
+
+@bp.get("/stores/<int:store_id>/statement")
+@token_required
+@doc("Redemptions and the amount owed for a month ?period=2026-11 (clerk of the store, committee)",
+     response=StatementSchema, errors=(403, 404))
+def get_statement(store_id):
+    store = _store(store_id)
+    period = request.args.get("period") or stores.current_month()
+    return jsonify(_statement_body(stores.statement(g.api_user, store, period)))
+
+
+@bp.post("/stores/<int:store_id>/settlements")
+@token_required
+@doc("Record the settlement of a month (committee); a second one for the month is 409",
+     request=PeriodSchema, response=SettlementSchema, status=201, errors=(403, 404, 409), idempotent=True)
+@idempotent_api(required=False)
+def create_settlement(store_id):
+    store = _store(store_id)
+    data = load_json(PeriodSchema())
+    settlement = stores.settle(g.api_user, store, data["period"])
+    return SettlementSchema().dump(settlement), 201
+
+
+@bp.post("/households/<int:household_id>/cards")
+@token_required
+@doc("Issue a paper card with a long-lived QR and a PIN (committee); earlier cards stop working",
+     request=CardRequestSchema, response=CardSchema, status=201, errors=(403, 404))
+def issue_card(household_id):
+    household = db.session.get(Household, household_id)
+    if household is None:
+        raise NotFound(_("找不到这户"))
+    data = load_json(CardRequestSchema())
+    from flask import url_for
+    with write_transaction():
+        card, token = stores.issue_card(g.api_user, household, data["pin"])
+        body = CardSchema().dump({"id": card.id, "household_id": household.id, "token": token,
+                                  "url": url_for("shop.card_page", t=token, _external=True)})
+    return jsonify(body), 201
+
+
+@bp.delete("/households/<int:household_id>/cards")
+@token_required
+@doc("Revoke the household's cards (committee)", status=204, errors=(403, 404))
+def revoke_cards(household_id):
+    household = db.session.get(Household, household_id)
+    if household is None:
+        raise NotFound(_("找不到这户"))
+    with write_transaction():
+        stores.revoke_card(g.api_user, household)
+    return "", 204
+
+
+def _pin_key() -> str:
+    body = request.get_json(silent=True)
+    card = body.get("card") if isinstance(body, dict) else None
+    return f"card-pin:{str(card)[:64]}"
+
+
+@bp.post("/stores/<int:store_id>/card-unlocks")
+@token_required
+@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "5 per 15 minutes"), key_func=_pin_key)
+@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
+               key_func=lambda: f"card-pin-address:{request.remote_addr}")
+@doc("A paper card's QR token and the household's PIN give a one-time code for this store (clerk)",
+     request=CardUnlockSchema, response=CodeSchema, status=201, errors=(403, 404, 409, 429))
+def unlock_card(store_id):
+    store = _store(store_id)
+    data = load_json(CardUnlockSchema())
+    issued = stores.unlock_card(g.api_user, store, data["card"], data["pin"])
+    return jsonify(_code_body(issued)), 201

@@ -1,0 +1,392 @@
+"""Shop pages: the resident's payment code, the clerk's redeem page (scan, type or open the
+scanned URL), receipts and history, paper cards, and the committee's stores and statements."""
+from __future__ import annotations
+
+import base64
+import io
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
+                   url_for)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+
+from ..database import utcnow, write_transaction
+from ..errors import DomainError, Invalid, NotFound
+from ..extensions import db, limiter
+from ..people import access
+from ..people.models import Area, Household, Resident
+from ..people.service import mask_name
+from ..stores import service as stores
+from ..stores.models import Item, Redemption, RedemptionCode, Store
+from ..stores.qr import qr_png
+from .forms import committee_village, new_form_key, submit_once
+
+bp = Blueprint("shop", __name__)
+
+
+# --- the resident's payment code -------------------------------------------------------------
+
+def _resident_household() -> Household:
+    household_ids = access.resident_household_ids(current_user)
+    if not household_ids:
+        abort(403)
+    return db.session.get(Household, min(household_ids))
+
+
+def _code_view(record: RedemptionCode) -> dict:
+    issued = stores.IssuedCode.of(record)
+    return {"code": record.code, "pretty": f"{record.code[:4]} {record.code[4:]}", "url": issued.url,
+            "qr": url_for("shop.pay_qr", code=record.code), "expires_at": record.expires_at.isoformat(),
+            "seconds_left": max(int((record.expires_at - utcnow()).total_seconds()), 0),
+            "status": url_for("shop.pay_status", code=record.code)}
+
+
+@bp.get("/me/pay")
+@login_required
+def pay():
+    """我的付款码: a big QR and the number; JavaScript refreshes it before it expires."""
+    household = _resident_household()
+    record = stores.latest_open_code(household.id)
+    return render_template("shop/pay.html", code=_code_view(record) if record else None,
+                           balance=max(stores.balance_of(household.id), 0), form_key=new_form_key())
+
+
+@bp.post("/me/pay")
+@login_required
+def new_code():
+    """A new code (the page's button, or its script shortly before the old one expires)."""
+    _resident_household()
+    with write_transaction():
+        issued = stores.issue_code(current_user)
+        view = _code_view(issued.record)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(view), 201
+    return redirect(url_for("shop.pay"))
+
+
+@bp.get("/me/pay/qr/<code>.png")
+@login_required
+def pay_qr(code):
+    record = stores.household_code(current_user, code)
+    response = send_file(io.BytesIO(qr_png(stores.IssuedCode.of(record).url)), mimetype="image/png", max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/me/pay/status/<code>")
+@login_required
+def pay_status(code):
+    """Polled by the code page: has the shop taken the code? The new balance if so."""
+    household = _resident_household()
+    record = stores.household_code(current_user, code)
+    body = {"used": record.consumed_at is not None, "expired": record.expires_at <= utcnow(),
+            "balance": max(stores.balance_of(household.id), 0)}
+    if record.consumed_at is not None:
+        spent = db.session.scalar(select(Redemption.points).where(Redemption.code_id == record.id))
+        body["spent"] = spent
+    return jsonify(body)
+
+
+# --- the clerk -------------------------------------------------------------------------------
+
+def _my_store() -> Store:
+    store = stores.clerk_store(current_user)
+    if store is None:
+        abort(403)
+    return store
+
+
+@bp.get("/shop")
+@login_required
+def shop_home():
+    store = _my_store()
+    recent = db.session.scalars(select(Redemption).where(Redemption.store_id == store.id)
+                                .order_by(Redemption.id.desc()).limit(10)).all()
+    return render_template("shop/home.html", store=store, recent=_redemption_rows(recent),
+                           secure=request.is_secure or request.host.split(":")[0] in ("localhost", "127.0.0.1"))
+
+
+def _redemption_rows(items) -> list[dict]:
+    if not items:
+        return []
+    heads = dict(db.session.execute(select(Resident.household_id, Resident.name).where(
+        Resident.household_id.in_({r.household_id for r in items}), Resident.is_head.is_(True))).all())
+    return [{"r": r, "who": mask_name(heads.get(r.household_id, ""))} for r in items]
+
+
+def _lookup_limit() -> str:
+    return current_app.config.get("CODE_LOOKUP_LIMIT", "60 per minute")
+
+
+@bp.get("/shop/redeem")
+@login_required
+@limiter.limit(_lookup_limit, key_func=lambda: f"code-lookup:{getattr(current_user, 'id', request.remote_addr)}")
+def redeem_page():
+    """The page the QR opens (``?t=token``) or the typed number leads to (``?code=12345678``)."""
+    store = _my_store()
+    text = request.args.get("t") or request.args.get("code") or ""
+    if not text:
+        return redirect(url_for("shop.shop_home"))
+    try:
+        seen = stores.preview(current_user, store, text)
+    except DomainError as error:
+        flash(error.message, "error")
+        return render_template("shop/home.html", store=store, recent=[], typed=text,
+                               secure=False), error.status
+    items = db.session.scalars(select(Item).where(Item.store_id == store.id, Item.active.is_(True))
+                               .order_by(Item.id)).all()
+    return render_template("shop/redeem.html", store=store, seen=seen, items=items, code_text=text,
+                           form_key=new_form_key())
+
+
+@bp.post("/shop/redeem")
+@login_required
+def redeem():
+    """Confirm: the one atomic redemption; then the receipt."""
+    store = _my_store()
+    text = request.form.get("code", "")
+    try:
+        cart = []
+        for key, value in request.form.items():
+            if key.startswith("item-") and value.strip():
+                if not value.strip().isdigit():
+                    raise Invalid(_("数量要填数字"))
+                if int(value) > 0:
+                    cart.append((int(key[5:]), int(value)))
+        points_text = request.form.get("points", "").strip()
+        if points_text and not points_text.isdigit():
+            raise Invalid(_("积分要填数字"))
+        points = int(points_text) if points_text and int(points_text) > 0 else None
+
+        def action():
+            redemption = stores.redeem_with_code(current_user, store, text, items=cart, points=points)
+            return {"redirect": url_for("shop.receipt", redemption_id=redemption.id),
+                    "message": _("兑换成功：%(n)s 分", n=redemption.points)}
+        return submit_once(action)
+    except DomainError as error:
+        flash(error.message, "error")
+        if error.code in ("code_used", "code_expired", "unknown_code"):
+            return redirect(url_for("shop.shop_home"))
+        return redirect(url_for("shop.redeem_page", code=text) if text.isdigit()
+                        else url_for("shop.redeem_page", t=text))
+
+
+@bp.get("/shop/receipts/<int:redemption_id>")
+@login_required
+def receipt(redemption_id):
+    """A printable receipt: what was bought and the balance after."""
+    redemption = db.session.get(Redemption, redemption_id)
+    if redemption is None:
+        abort(404)
+    store = db.session.get(Store, redemption.store_id)
+    village = db.session.get(Area, store.village_id)
+    own = redemption.household_id in access.resident_household_ids(current_user)
+    if not (stores.is_clerk_of(current_user, store) or access.is_committee(current_user, village) or own):
+        abort(404)
+    household = db.session.get(Household, redemption.household_id)
+    return render_template("shop/receipt.html", r=redemption, store=store, village=village,
+                           who=mask_name(household.head.name if household.head else ""),
+                           number=household.number, balance=max(stores.balance_of(household.id), 0))
+
+
+@bp.get("/shop/history")
+@login_required
+def history():
+    store = _my_store()
+    before = request.args.get("before", type=int)
+    query = select(Redemption).where(Redemption.store_id == store.id)
+    if before:
+        query = query.where(Redemption.id < before)
+    rows = db.session.scalars(query.order_by(Redemption.id.desc()).limit(51)).all()
+    today_total = db.session.scalar(select(func.coalesce(func.sum(Redemption.points), 0)).where(
+        Redemption.store_id == store.id, Redemption.created_at >= utcnow().replace(hour=0, minute=0, second=0)))
+    return render_template("shop/history.html", store=store, rows=_redemption_rows(rows[:50]),
+                           next_before=rows[49].id if len(rows) > 50 else None, today_total=today_total)
+
+
+@bp.get("/shop/scan")
+@login_required
+def scan():
+    """In-page scanner (camera access needs https or localhost)."""
+    store = _my_store()
+    return render_template("shop/scan.html", store=store)
+
+
+@bp.route("/shop/items", methods=["GET", "POST"])
+@login_required
+def shop_items():
+    """The clerk's stock counts."""
+    store = _my_store()
+    if request.method == "POST":
+        try:
+            item = db.session.get(Item, int(request.form.get("item_id", "0") or 0))
+            if item is None or item.store_id != store.id:
+                raise NotFound(_("找不到这件商品"))
+            stock_text = request.form.get("stock", "").strip()
+            if not stock_text.isdigit():
+                raise Invalid(_("库存要填 0 或正整数"))
+
+            def action():
+                stores.update_item(current_user, item, stock=int(stock_text))
+                return {"redirect": url_for("shop.shop_items"),
+                        "message": _("%(name)s 库存改为 %(n)s", name=item.name, n=stock_text)}
+            return submit_once(action)
+        except DomainError as error:
+            flash(error.message, "error")
+    items = db.session.scalars(select(Item).where(Item.store_id == store.id).order_by(Item.id)).all()
+    return render_template("shop/items.html", store=store, items=items, form_key=new_form_key())
+
+
+# --- paper cards at the shop -----------------------------------------------------------------
+
+def _pin_key() -> str:
+    return "card-pin:" + (request.values.get("t") or "")[:64]
+
+
+@bp.route("/shop/card", methods=["GET", "POST"])
+@login_required
+@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "5 per 15 minutes"), key_func=_pin_key,
+               methods=["POST"])
+def card_page():
+    """The URL a paper card's QR opens: the clerk types the household's PIN."""
+    store = _my_store()
+    token = request.values.get("t", "")
+    try:
+        card = stores.card_for_token(store, token)
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("shop.shop_home"))
+    if request.method == "POST":
+        try:
+            issued = stores.unlock_card(current_user, store, token, request.form.get("pin", ""))
+            return redirect(url_for("shop.redeem_page", code=issued.record.code))
+        except DomainError as error:
+            flash(error.message, "error")
+    household = db.session.get(Household, card.household_id)
+    return render_template("shop/card.html", store=store, token=token,
+                           who=mask_name(household.head.name if household.head else ""), number=household.number)
+
+
+# --- the committee: stores, items, statements, cards -----------------------------------------
+
+@bp.route("/committee/stores", methods=["GET", "POST"])
+@login_required
+def committee_stores():
+    village = committee_village()
+    if request.method == "POST":
+        try:
+            op = request.form.get("op")
+            store = db.session.get(Store, int(request.form.get("store_id", "0") or 0))
+            if store is None or store.village_id != village.id:
+                raise NotFound(_("找不到这个商店"))
+
+            def number(name):
+                text = request.form.get(name, "").strip()
+                if not text.lstrip("-").isdigit():
+                    raise Invalid(_("%(field)s 要填整数", field=name))
+                return int(text)
+            if op == "add":
+                fields = {"name": request.form.get("name", ""), "unit": request.form.get("unit", "件"),
+                          "points": number("points"), "stock": number("stock")}
+
+                def action():
+                    item = stores.add_item(store, actor=current_user, **fields)
+                    return {"redirect": url_for("shop.committee_stores"),
+                            "message": _("已上架 %(name)s", name=item.name)}
+            elif op == "edit":
+                item = db.session.get(Item, int(request.form.get("item_id", "0") or 0))
+                if item is None or item.store_id != store.id:
+                    raise NotFound(_("找不到这件商品"))
+                changes = {"name": request.form.get("name", ""), "points": number("points"),
+                           "stock": number("stock"), "active": bool(request.form.get("active"))}
+
+                def action():
+                    stores.update_item(current_user, item, **changes)
+                    return {"redirect": url_for("shop.committee_stores"),
+                            "message": _("已保存 %(name)s", name=item.name)}
+            else:
+                abort(400)
+            return submit_once(action)
+        except DomainError as error:
+            flash(error.message, "error")
+    shops = stores.village_stores(village)
+    return render_template("shop/committee_stores.html", village=village, shops=shops, form_key=new_form_key(),
+                           period=stores.current_month())
+
+
+def _statement_store(store_id: int) -> Store:
+    store = db.session.get(Store, store_id)
+    if store is None:
+        abort(404)
+    return store
+
+
+@bp.route("/stores/<int:store_id>/statement", methods=["GET", "POST"])
+@login_required
+def statement(store_id):
+    """The month's statement; the committee settles it here (once)."""
+    store = _statement_store(store_id)
+    period = request.values.get("period") or stores.current_month()
+    if request.method == "POST":
+        try:
+            def action():
+                settlement = stores.settle(current_user, store, period)
+                return {"redirect": url_for("shop.statement", store_id=store.id, period=period),
+                        "message": _("已结算 %(period)s：%(n)s 分", period=period, n=settlement.points)}
+            return submit_once(action)
+        except DomainError as error:
+            flash(error.message, "error")
+    try:
+        owed = stores.statement(current_user, store, period)
+    except DomainError as error:
+        flash(error.message, "error")
+        period = stores.current_month()
+        owed = stores.statement(current_user, store, period)
+    village = db.session.get(Area, store.village_id)
+    return render_template("shop/statement.html", s=owed, store=store, village=village,
+                           can_settle=access.is_committee(current_user, village), form_key=new_form_key())
+
+
+@bp.get("/stores/<int:store_id>/statement.xlsx")
+@login_required
+def statement_xlsx(store_id):
+    store = _statement_store(store_id)
+    period = request.args.get("period") or stores.current_month()
+    owed = stores.statement(current_user, store, period)
+    village = db.session.get(Area, store.village_id)
+    from ..stores.exports import statement_workbook
+    data = statement_workbook(owed, village)
+    return send_file(io.BytesIO(data), as_attachment=True, download_name=f"statement-{store.id}-{period}.xlsx",
+                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+@bp.route("/committee/households/<int:household_id>/card", methods=["GET", "POST"])
+@login_required
+def household_card(household_id):
+    """Issue (or re-issue) a household's paper card with a PIN, and print it; or revoke it."""
+    household = db.session.get(Household, household_id)
+    if household is None:
+        abort(404)
+    village = db.session.get(Area, household.village_id)
+    if not access.is_committee(current_user, village):
+        abort(403)
+    if request.method == "POST":
+        try:
+            if request.form.get("op") == "revoke":
+                with write_transaction():
+                    count = stores.revoke_card(current_user, household)
+                flash(_("已停用 %(n)s 张卡", n=count), "success")
+                return redirect(url_for("shop.household_card", household_id=household.id))
+            with write_transaction():
+                card, token = stores.issue_card(current_user, household, request.form.get("pin", ""))
+            url = url_for("shop.card_page", t=token, _external=True)
+            qr = base64.b64encode(qr_png(url, scale=6)).decode()
+            return render_template("shop/card_print.html", household=household, village=village, qr=qr,
+                                   head=household.head.name if household.head else "")
+        except DomainError as error:
+            flash(error.message, "error")
+    from ..stores.models import HouseholdCard
+    cards = db.session.scalars(select(HouseholdCard).where(HouseholdCard.household_id == household.id)
+                               .order_by(HouseholdCard.id.desc())).all()
+    return render_template("shop/card_issue.html", household=household, village=village, cards=cards)
