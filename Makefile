@@ -45,5 +45,5 @@ clean:
 
 # After adding or changing user-facing strings: re-extract and merge into the English catalogue.
 messages: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o moralbank/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ --no-location --sort-output -o moralbank/translations/messages.pot .
 	$(BIN)/pybabel update -i moralbank/translations/messages.pot -d moralbank/translations --no-fuzzy-matching

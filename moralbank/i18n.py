@@ -6,6 +6,11 @@ from flask import request, session
 from flask_login import current_user
 
 
+def N_(message: str) -> str:
+    """Mark a string for the catalogue without translating it here (it is translated where shown)."""
+    return message
+
+
 def select_locale() -> str:
     from flask import current_app
 

@@ -9,15 +9,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
 from ..extensions import db
+from ..i18n import N_
 
 CATEGORIES = {
-    "hygiene": "美丽庭院",
-    "custom": "移风易俗",
-    "volunteer": "志愿服务",
-    "elders": "敬老爱幼",
-    "law": "律己守法",
-    "enterprise": "创业致富",
-    "deduction": "扣分",
+    "hygiene": N_("美丽庭院"),
+    "custom": N_("移风易俗"),
+    "volunteer": N_("志愿服务"),
+    "elders": N_("敬老爱幼"),
+    "law": N_("律己守法"),
+    "enterprise": N_("创业致富"),
+    "deduction": N_("扣分"),
 }
 AWARD_STATUSES = ("proposed", "approved", "disputed", "posted", "rejected")
 CAP_PERIODS = ("month", "quarter", "year")

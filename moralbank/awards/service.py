@@ -22,6 +22,7 @@ from ..audit.service import record as audit
 from ..database import in_write_transaction, local_zone, utcnow, write_transaction
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
+from ..i18n import N_
 from ..ledger import service as ledger
 from ..ledger.models import Transfer
 from ..people import access
@@ -119,7 +120,7 @@ def period_bounds(period: str, day: date) -> tuple[date, date]:
     return start, end
 
 
-_PERIOD_WORDS = {"month": "本月", "quarter": "本季度", "year": "本年度"}
+_PERIOD_WORDS = {"month": N_("本月"), "quarter": N_("本季度"), "year": N_("本年度")}
 
 
 def check_cap(household: Household, rule: Rule, occurred_on: date, quantity: int, *,
@@ -408,8 +409,8 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str, *, idempotency_
 
 # --- reading ---------------------------------------------------------------------------------
 
-STATUS_LABELS = {"proposed": "待审核", "approved": "公示中", "disputed": "有异议", "posted": "已入账",
-                 "rejected": "未通过"}
+STATUS_LABELS = {"proposed": N_("待审核"), "approved": N_("公示中"), "disputed": N_("有异议"),
+                 "posted": N_("已入账"), "rejected": N_("未通过")}
 
 
 def status_label(status: str) -> str:

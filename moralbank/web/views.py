@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length
 
 from ..database import utcnow, write_transaction
 from ..extensions import db, limiter
+from ..i18n import N_
 from ..people import access
 from ..people.auth import authenticate, normalize_phone
 from ..people.models import Area, Household
@@ -22,8 +23,8 @@ bp = Blueprint("web", __name__)
 
 
 class LoginForm(FlaskForm):
-    phone = StringField("手机号", validators=[DataRequired(message="请输入手机号"), Length(max=20)])
-    password = PasswordField("密码", validators=[DataRequired(message="请输入密码"), Length(max=256)])
+    phone = StringField("phone", validators=[DataRequired(message=N_("请输入手机号")), Length(max=20)])
+    password = PasswordField("password", validators=[DataRequired(message=N_("请输入密码")), Length(max=256)])
 
 
 def safe_next(target: str | None) -> str | None:
@@ -60,7 +61,11 @@ def login():
         if user is not None:
             with write_transaction():
                 user.last_login_at = utcnow()
+            # A fresh session (no fixation), keeping only the language the visitor chose.
+            language = session.get("lang")
             session.clear()
+            if language:
+                session["lang"] = language
             login_user(user)
             return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
         flash(_("手机号或密码不对"), "error")
