@@ -5,6 +5,7 @@ Rankings and stars read these rows through an index; they never sum the ledger.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Optional
 
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,3 +33,34 @@ Index("ix_household_scores_rank", HouseholdScore.village_id, HouseholdScore.peri
       HouseholdScore.score.desc(), HouseholdScore.reached_at, HouseholdScore.household_id)
 Index("ix_household_scores_hamlet_rank", HouseholdScore.hamlet_id, HouseholdScore.period,
       HouseholdScore.score.desc(), HouseholdScore.reached_at, HouseholdScore.household_id)
+
+
+class RankingSnapshot(db.Model):
+    """A published ranking: frozen at publication, shown on the notice board; never changed."""
+
+    __tablename__ = "ranking_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    #: a hamlet's own ranking, or NULL for the whole village
+    hamlet_id: Mapped[Optional[int]] = mapped_column(ForeignKey("areas.id"))
+    period: Mapped[str] = mapped_column(String(8))
+    #: a heading for the notice board, e.g. 2026年11月 红榜
+    title: Mapped[str] = mapped_column(String(64))
+    published_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RankingSnapshotEntry(db.Model):
+    """One line of a published ranking, with the masked label as it was published."""
+
+    __tablename__ = "ranking_snapshot_entries"
+
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("ranking_snapshots.id"), primary_key=True)
+    rank: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
+    #: masked head name (张*华), as published
+    label: Mapped[str] = mapped_column(String(32))
+    hamlet: Mapped[str] = mapped_column(String(64))
+    score: Mapped[int] = mapped_column()
+    stars: Mapped[int] = mapped_column()

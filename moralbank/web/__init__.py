@@ -26,13 +26,19 @@ def nav_links() -> list[tuple[str, str]]:
         links += [(_("我的屯"), url_for("awards.grid_home")), (_("评分表"), url_for("awards.sheet")),
                   (_("提交积分"), url_for("awards.propose"))]
     if "resident" in roles:
-        links += [(_("付款码"), url_for("shop.pay")), (_("申报好事"), url_for("awards.declare"))]
+        links += [(_("付款码"), url_for("shop.pay")), (_("积分记录"), url_for("board.history")),
+                  (_("申报好事"), url_for("awards.declare"))]
+    if roles & {"committee", "admin", "supervisor"}:
+        links += [(_("统计"), url_for("board.dashboard"))]
+    if "supervisor" in roles:
+        links += [(_("各村概况"), url_for("board.overview"))]
     if "clerk" in roles:
         links += [(_("收款"), url_for("shop.shop_home")), (_("兑换记录"), url_for("shop.history")),
                   (_("库存"), url_for("shop.shop_items"))]
     if roles & {"committee", "admin"}:
         links += [(_("商店"), url_for("shop.committee_stores"))]
     if village is not None:
+        links.append((_("积分榜"), url_for("board.public_board", code=village.code)))
         links.append((_("公示"), url_for("awards.notices", code=village.code)))
     seen, unique = set(), []
     for label, url in links:
@@ -44,9 +50,10 @@ def nav_links() -> list[tuple[str, str]]:
 
 def init_app(app) -> None:
     from ..api import errors as api_errors
-    from . import awards, shop, views
+    from . import awards, board, shop, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(board.bp)
     app.register_blueprint(awards.bp)
     app.register_blueprint(shop.bp)
 

@@ -16,7 +16,7 @@ from ..i18n import N_
 from ..people import access
 from ..people.auth import authenticate, normalize_phone
 from ..people.models import Area, Household
-from ..people.queries import household_page, household_summary, transfer_history
+from ..people.queries import household_page
 from ..stores.models import Store
 
 bp = Blueprint("web", __name__)
@@ -109,9 +109,8 @@ def home():
     household_ids = access.resident_household_ids(user)
     context: dict = {"roles": user.roles}
     if household_ids:
-        household = db.session.get(Household, min(household_ids))
-        context["household"] = household_summary(household)
-        context["history"], _cursor = transfer_history(household, limit=10)
+        from .board import resident_home_context
+        context.update(resident_home_context(db.session.get(Household, min(household_ids))))
     store_grant = next((grant for grant in user.grants if grant.role == "clerk"), None)
     if store_grant:
         context["store"] = db.session.get(Store, store_grant.store_id)

@@ -1,0 +1,245 @@
+"""Rankings, stars, published snapshots and the dashboards' figures.
+
+Rankings read ``household_scores`` through its (village|hamlet, period, score
+desc, reached_at, household_id) index: the order is score, then who reached it
+first, then household id, and no query sums the ledger.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask_babel import gettext as _
+from sqlalchemy import and_, func, or_, select
+
+from ..audit.service import record as audit
+from ..database import in_write_transaction, local_zone, utcnow
+from ..errors import Invalid, NotFound
+from ..extensions import db
+from ..people import access
+from ..people.models import Area, Household, Resident, User
+from ..people.service import mask_name
+from .models import HouseholdScore, RankingSnapshot, RankingSnapshotEntry
+from .scores import periods_of
+
+PERIOD_RE = re.compile(r"^(all|\d{4}|\d{4}-Q[1-4]|\d{4}-(0[1-9]|1[0-2]))$")
+MAX_LIMIT = 500
+
+
+def current_periods(moment: datetime | None = None) -> dict[str, str]:
+    """This month's, quarter's and year's keys (and 'all') in the deployment's time zone."""
+    month, quarter, year, everything = periods_of(moment or utcnow())
+    return {"month": month, "quarter": quarter, "year": year, "all": everything}
+
+
+def check_period(period: str | None) -> str:
+    period = (period or "all").strip()
+    if not PERIOD_RE.match(period):
+        raise Invalid(_("期间应为 2026-11、2026-Q4、2026 或 all"), code="bad_period",
+                      fields={"period": [_("格式不对")]})
+    return period
+
+
+def previous_month(period: str) -> str:
+    year, month = (int(part) for part in period.split("-"))
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def period_label(period: str) -> str:
+    if period == "all":
+        return _("累计")
+    if "-Q" in period:
+        year, quarter = period.split("-Q")
+        return _("%(year)s年第%(q)s季度", year=year, q=quarter)
+    if "-" in period:
+        year, month = period.split("-")
+        return _("%(year)s年%(month)s月", year=year, month=int(month))
+    return _("%(year)s年", year=period)
+
+
+@dataclass
+class RankLine:
+    rank: int
+    household_id: int
+    label: str
+    hamlet: str
+    score: int
+    stars: int
+    reached_at: datetime | None = None
+
+
+def _scope(village: Area, hamlet_id: int | None) -> Area | None:
+    if hamlet_id is None:
+        return None
+    hamlet = db.session.get(Area, hamlet_id)
+    if hamlet is None or hamlet.parent_id != village.id:
+        raise NotFound(_("本村没有这个屯/组"), code="unknown_hamlet", fields={"hamlet": [_("不存在")]})
+    return hamlet
+
+
+def ranking(village: Area, period: str = "all", *, hamlet_id: int | None = None, limit: int = 100,
+            offset: int = 0) -> list[RankLine]:
+    """The live ranking: names masked, ties by who reached the score first, then household id."""
+    period = check_period(period)
+    hamlet = _scope(village, hamlet_id)
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    score = HouseholdScore
+    query = (select(score.household_id, score.score, score.reached_at, Resident.name, Area.name)
+             .join(Resident, and_(Resident.household_id == score.household_id, Resident.is_head.is_(True)))
+             .join(Area, Area.id == score.hamlet_id)
+             .where(score.period == period)
+             .order_by(score.score.desc(), score.reached_at, score.household_id)
+             .limit(limit).offset(offset))
+    query = query.where(score.hamlet_id == hamlet.id) if hamlet else query.where(score.village_id == village.id)
+    return [RankLine(offset + index + 1, household_id, mask_name(head), hamlet_name, value,
+                     village.stars_for(value), reached)
+            for index, (household_id, value, reached, head, hamlet_name) in enumerate(db.session.execute(query))]
+
+
+def rank_of(household: Household, period: str, *, in_hamlet: bool = False) -> tuple[int | None, int, int]:
+    """(rank, score, ranked households) of one household in its village (or hamlet) for a period."""
+    row = db.session.get(HouseholdScore, (household.id, period))
+    scope_column = HouseholdScore.hamlet_id if in_hamlet else HouseholdScore.village_id
+    scope_value = household.hamlet_id if in_hamlet else household.village_id
+    total = db.session.scalar(select(func.count()).select_from(HouseholdScore).where(
+        scope_column == scope_value, HouseholdScore.period == period)) or 0
+    if row is None:
+        return None, 0, total
+    ahead = db.session.scalar(select(func.count()).select_from(HouseholdScore).where(
+        scope_column == scope_value, HouseholdScore.period == period,
+        or_(HouseholdScore.score > row.score,
+            and_(HouseholdScore.score == row.score, HouseholdScore.reached_at < row.reached_at),
+            and_(HouseholdScore.score == row.score, HouseholdScore.reached_at == row.reached_at,
+                 HouseholdScore.household_id < row.household_id)))) or 0
+    return ahead + 1, row.score, total
+
+
+def monthly_scores(household: Household, months: int = 12) -> list[tuple[str, int]]:
+    """The household's score in each of the last ``months`` months, oldest first (0 where none)."""
+    now = utcnow().astimezone(local_zone())
+    keys = []
+    year, month = now.year, now.month
+    for _ in range(months):
+        keys.append(f"{year}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    keys.reverse()
+    found = dict(db.session.execute(select(HouseholdScore.period, HouseholdScore.score).where(
+        HouseholdScore.household_id == household.id, HouseholdScore.period.in_(keys))).all())
+    return [(key, found.get(key, 0)) for key in keys]
+
+
+# --- published snapshots ---------------------------------------------------------------------
+
+def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = None,
+            title: str | None = None, limit: int = MAX_LIMIT) -> RankingSnapshot:
+    """Freeze the ranking of a period for the notice board (committee). Later awards do not change it."""
+    assert in_write_transaction()
+    access.require(access.is_committee(actor, village), _("只有村委会可以发布排行榜"))
+    period = check_period(period)
+    hamlet = _scope(village, hamlet_id)
+    lines = ranking(village, period, hamlet_id=hamlet_id, limit=limit)
+    if not lines:
+        raise Invalid(_("这个期间还没有任何积分，不能发布"), code="empty_ranking")
+    heading = (title or "").strip()[:64] or _("%(period)s 积分榜", period=period_label(period))
+    snapshot = RankingSnapshot(village_id=village.id, hamlet_id=hamlet.id if hamlet else None, period=period,
+                               title=heading, published_by_id=actor.id, published_at=utcnow())
+    db.session.add(snapshot)
+    db.session.flush()
+    db.session.add_all([RankingSnapshotEntry(snapshot_id=snapshot.id, rank=line.rank, household_id=line.household_id,
+                                             label=line.label, hamlet=line.hamlet, score=line.score,
+                                             stars=line.stars) for line in lines])
+    audit("ranking.publish", actor=actor, village_id=village.id, target=snapshot,
+          detail={"period": period, "hamlet_id": hamlet_id, "lines": len(lines)})
+    return snapshot
+
+
+def snapshots(village: Area, limit: int = 20) -> list[RankingSnapshot]:
+    return db.session.scalars(select(RankingSnapshot).where(RankingSnapshot.village_id == village.id)
+                              .order_by(RankingSnapshot.id.desc()).limit(limit)).all()
+
+
+def snapshot_entries(snapshot: RankingSnapshot) -> list[RankingSnapshotEntry]:
+    return db.session.scalars(select(RankingSnapshotEntry).where(RankingSnapshotEntry.snapshot_id == snapshot.id)
+                              .order_by(RankingSnapshotEntry.rank)).all()
+
+
+# --- dashboards ------------------------------------------------------------------------------
+
+def village_dashboard(village: Area, period: str | None = None) -> dict:
+    """Points by category per month, participation, and top and bottom movers of a month."""
+    from ..awards.models import CATEGORIES, Award, Rule
+    from ..ledger.models import Transfer
+
+    month = period or current_periods()["month"]
+    if not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", month):
+        raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period")
+    months = [month]
+    for _ in range(5):
+        months.append(previous_month(months[-1]))
+    months.reverse()
+    start = datetime(int(months[0][:4]), int(months[0][5:]), 1, tzinfo=local_zone())
+    reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None),
+                                                      Transfer.village_id == village.id)
+    rows = db.session.execute(
+        select(Rule.category, Transfer.created_at, Transfer.code, Transfer.amount)
+        .join(Award, Award.id == Transfer.award_id).join(Rule, Rule.id == Award.rule_id)
+        .where(Transfer.village_id == village.id, Transfer.code.in_(("award", "deduction")),
+               Transfer.created_at >= start, Transfer.id.not_in(reversed_ids))).all()
+    by_category: dict[str, dict[str, int]] = {key: {m: 0 for m in months} for key in CATEGORIES}
+    for category, created_at, code, amount in rows:
+        key = periods_of(created_at)[0]
+        if key in months:
+            by_category.setdefault(category, {m: 0 for m in months})[key] += amount if code == "award" else -amount
+    households = db.session.scalar(select(func.count()).select_from(Household)
+                                   .where(Household.village_id == village.id)) or 0
+    active = db.session.scalar(select(func.count()).select_from(HouseholdScore).where(
+        HouseholdScore.village_id == village.id, HouseholdScore.period == month)) or 0
+    this = dict(db.session.execute(select(HouseholdScore.household_id, HouseholdScore.score).where(
+        HouseholdScore.village_id == village.id, HouseholdScore.period == month)).all())
+    last = dict(db.session.execute(select(HouseholdScore.household_id, HouseholdScore.score).where(
+        HouseholdScore.village_id == village.id, HouseholdScore.period == previous_month(month))).all())
+    change = {hid: this.get(hid, 0) - last.get(hid, 0) for hid in set(this) | set(last)}
+    heads = dict(db.session.execute(select(Resident.household_id, Resident.name).where(
+        Resident.household_id.in_(list(change) or [-1]), Resident.is_head.is_(True))).all())
+    numbers = dict(db.session.execute(select(Household.id, Household.number).where(
+        Household.id.in_(list(change) or [-1]))).all())
+    ordered = sorted(change.items(), key=lambda pair: (-pair[1], pair[0]))
+
+    def mover(pair):
+        hid, delta = pair
+        return {"household_id": hid, "number": numbers.get(hid, ""), "head": heads.get(hid, ""),
+                "score": this.get(hid, 0), "previous": last.get(hid, 0), "change": delta}
+    return {
+        "village": village.code, "month": month, "months": months,
+        "by_category": {key: [values[m] for m in months] for key, values in by_category.items()},
+        "households": households, "active": active,
+        "participation": round(active / households, 4) if households else 0.0,
+        "top_movers": [mover(p) for p in ordered[:5] if p[1] > 0],
+        "bottom_movers": [mover(p) for p in reversed(ordered[-5:]) if p[1] < 0],
+    }
+
+
+def town_overview(user: User, period: str | None = None) -> list[dict]:
+    """The villages a supervisor (or committee) may see, side by side for a month."""
+    from ..stores.models import Redemption
+
+    month = period or current_periods()["month"]
+    if not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", month):
+        raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period", fields={"month": [_("格式不对")]})
+    start = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=local_zone())
+    end = datetime(int(month[:4]) + (month[5:] == "12"), int(month[5:]) % 12 + 1, 1, tzinfo=local_zone())
+    rows = []
+    for village in access.villages_visible(user):
+        households = db.session.scalar(select(func.count()).select_from(Household)
+                                       .where(Household.village_id == village.id)) or 0
+        active, points = db.session.execute(select(func.count(), func.coalesce(func.sum(HouseholdScore.score), 0))
+                                            .where(HouseholdScore.village_id == village.id,
+                                                   HouseholdScore.period == month)).one()
+        spent = db.session.scalar(select(func.coalesce(func.sum(Redemption.points), 0)).where(
+            Redemption.village_id == village.id, Redemption.created_at >= start, Redemption.created_at < end)) or 0
+        rows.append({"village": village, "households": households, "active": active,
+                     "participation": round(active / households, 4) if households else 0.0,
+                     "points": int(points), "average": round(points / households, 1) if households else 0.0,
+                     "redeemed": int(spent)})
+    return rows
