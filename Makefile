@@ -47,3 +47,9 @@ clean:
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k N_ --no-location --sort-output -o moralbank/translations/messages.pot .
 	$(BIN)/pybabel update -i moralbank/translations/messages.pot -d moralbank/translations --no-fuzzy-matching
+
+# The benchmark (not part of `make test`): builds county-sized data sets under bench/data/
+# (about 1 GB of disk, ~5 minutes), prints the table, writes bench/results.json.
+# Pass options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--huge"` or `BENCH_ARGS=--reuse`.
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -1,0 +1,281 @@
+"""`make bench`: figures as ratios to baselines measured in the same run.
+
+Now measured (more figures of issue 6 — HTTP throughput under gunicorn, redemptions on
+PostgreSQL, worker RSS — are still to be added):
+
+* ranking of a village at 200k vs 2M (vs 20M with --huge) transfers: the same queries, the
+  ratio of medians (target: within 20 %);
+* award posting through the service vs a raw sqlite3 transaction doing the same writes
+  (target ≥ 50 %);
+* QR image of a payment code, server time (target ≤ 2 ms);
+* peak RSS of the data-set builder (it streams; target ≤ 1 GB at 20M).
+
+Writes bench/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+sys.path.insert(0, str(ROOT))
+
+
+def make_app(path: Path):
+    from moralbank import create_app
+
+    return create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SECRET_KEY": "bench-" + "x" * 40,
+                       "TESTING": True})
+
+
+def build_dataset(transfers: int, households: int, villages: int, reuse: bool = False) -> tuple[Path, float, int]:
+    """Migrate a fresh SQLite file and fill it in a child process; returns (path, seconds, peak RSS KB)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"bench-{transfers}-{households}-{villages}.db"
+    meta = Path(str(path) + ".json")
+    if reuse and path.exists() and meta.exists():
+        saved = json.loads(meta.read_text())
+        print(f"  reusing {path}")
+        return path, saved["seconds"], saved["rss_kb"]
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    app = make_app(path)
+    from flask_migrate import upgrade
+
+    from moralbank.extensions import db
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+        db.engine.dispose()
+    started = time.perf_counter()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.dataset import build; "
+            f"build({str(path)!r}, villages={villages}, households={households}, transfers={transfers}); "
+            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    lines = out.stdout.strip().splitlines()
+    print(lines[0])
+    meta.write_text(json.dumps({"seconds": seconds, "rss_kb": int(lines[-1])}))
+    return path, seconds, int(lines[-1])
+
+
+def time_rankings(paths: list[Path], samples: int = 30, rounds: int = 7) -> list[dict]:
+    """Median ms of a village's top-100 ranking per kind of period (and a hamlet's, all time).
+
+    The data sets are measured interleaved (round by round, village by village), so whatever
+    else the machine is doing weighs on every size alike and the ratios stay fair.
+
+    The headline figure uses the year and all-time rankings, where every sampled village has
+    more than 100 ranked households at every size, so each size returns the same 100 lines and
+    only the size of the ledger differs. Month rankings are shown apart: with 2 transfers a
+    household (200k) most households have no score in a given month, so fewer lines come back.
+    """
+    from sqlalchemy import select
+
+    from moralbank.extensions import db
+    from moralbank.people.models import Area
+    from moralbank.rankings.service import current_periods, ranking
+    kinds = ("month", "year", "all", "hamlet-all")
+    apps = [make_app(path) for path in paths]
+    timings = [{kind: [] for kind in kinds} for _ in paths]
+    lines = [{kind: [] for kind in kinds} for _ in paths]
+    chosen_codes = None
+    periods = current_periods()
+    for round_number in range(rounds):
+        for index, app in enumerate(apps):
+            with app.app_context():
+                villages = db.session.scalars(select(Area).where(Area.level == "village").order_by(Area.id)).all()
+                if chosen_codes is None:
+                    step = max(1, len(villages) // samples)
+                    chosen_codes = [v.code for v in villages[::step][:samples]]
+                chosen = [v for v in villages if v.code in chosen_codes]
+                for village in chosen:
+                    hamlet = village.children[0].id
+                    for kind, period, hamlet_id in (("month", periods["month"], None),
+                                                    ("year", periods["year"], None),
+                                                    ("all", "all", None), ("hamlet-all", "all", hamlet)):
+                        started = time.perf_counter()
+                        result = ranking(village, period, hamlet_id=hamlet_id, limit=100)
+                        if round_number:  # the first round warms the caches
+                            timings[index][kind].append(time.perf_counter() - started)
+                            lines[index][kind].append(len(result))
+                db.session.remove()
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+    out = []
+    for index in range(len(paths)):
+        headline = timings[index]["year"] + timings[index]["all"]
+        out.append({"median_ms": statistics.median(headline) * 1000, "p99_ms": quantile(headline, 0.99) * 1000,
+                    "by_period": {kind: {"median_ms": round(statistics.median(values) * 1000, 3),
+                                         "lines": round(statistics.mean(lines[index][kind]), 1)}
+                                  for kind, values in timings[index].items()},
+                    "calls": sum(len(values) for values in timings[index].values())})
+    return out
+
+
+def quantile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def time_award_posting(path: Path, count: int = 300) -> dict:
+    """Award posting through the service vs raw sqlite3 doing the same writes, one transaction each."""
+    import sqlite3
+
+    app = make_app(path)
+    from sqlalchemy import select
+
+    from moralbank.awards.models import Award, Rule
+    from moralbank.awards.service import post_award
+    from moralbank.database import utcnow, write_transaction
+    from moralbank.extensions import db
+    from moralbank.people.models import Area, Household
+    with app.app_context():
+        village = db.session.scalar(select(Area).where(Area.level == "village").order_by(Area.id))
+        with write_transaction():
+            rule = Rule(village_id=village.id, category="volunteer", title="基准", points=5)
+            db.session.add(rule)
+            db.session.flush()
+            rule.family_id = rule.id
+        households = db.session.scalars(select(Household).where(Household.village_id == village.id)
+                                        .limit(50)).all()
+        ids = []
+        with write_transaction():
+            for index in range(count * 2):
+                award = Award(village_id=village.id, household_id=households[index % len(households)].id,
+                              rule_id=rule.id, points=5, status="approved", occurred_on=utcnow().date(),
+                              notice_ends_at=utcnow())
+                db.session.add(award)
+                db.session.flush()
+                ids.append(award.id)
+        service_times = []
+        for award_id in ids[:count]:
+            started = time.perf_counter()
+            with write_transaction():
+                post_award(db.session.get(Award, award_id))
+            service_times.append(time.perf_counter() - started)
+        issuance = db.session.execute(db.text("SELECT id FROM accounts WHERE village_id = :v AND kind = 'issuance'"),
+                                      {"v": village.id}).scalar()
+        accounts = dict(db.session.execute(db.text("SELECT household_id, id FROM accounts WHERE household_id IN "
+                                                   f"({','.join(str(h.id) for h in households)})")).all())
+        hamlets = {h.id: h.hamlet_id for h in households}
+        award_households = dict(db.session.execute(db.text(
+            f"SELECT id, household_id FROM awards WHERE id IN ({','.join(map(str, ids[count:]))})")).all())
+        db.session.remove()
+        db.engine.dispose()
+    from moralbank.rankings.scores import periods_of
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA busy_timeout=15000")
+    raw.execute("PRAGMA foreign_keys=ON")
+    raw_times = []
+    for award_id in ids[count:]:
+        household = award_households[award_id]
+        now = datetime.now(timezone.utc)
+        stamp = now.replace(tzinfo=None).isoformat(sep=" ")
+        started = time.perf_counter()
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("SELECT status, household_id, rule_id, points FROM awards WHERE id = ?", (award_id,)).fetchone()
+        raw.execute("INSERT INTO transfers (village_id, debit_account_id, credit_account_id, amount, code, "
+                    "idempotency_key, award_id, reason, created_at) VALUES (?, ?, ?, 5, 'award', ?, ?, '基准', ?) "
+                    "ON CONFLICT DO NOTHING RETURNING id",
+                    (village.id, issuance, accounts[household], f"award:{award_id}", award_id, stamp)).fetchone()
+        raw.execute("UPDATE accounts SET balance = balance - 5 WHERE id = ? RETURNING balance", (issuance,)).fetchone()
+        raw.execute("UPDATE accounts SET balance = balance + 5 WHERE id = ? RETURNING balance",
+                    (accounts[household],)).fetchone()
+        raw.executemany("INSERT INTO household_scores (household_id, period, village_id, hamlet_id, score, reached_at)"
+                        " VALUES (?, ?, ?, ?, 5, ?) ON CONFLICT (household_id, period) DO UPDATE SET "
+                        "score = score + excluded.score, reached_at = excluded.reached_at",
+                        [(household, p, village.id, hamlets[household], stamp) for p in periods_of(now)])
+        raw.execute("UPDATE awards SET status = 'posted', posted_at = ? WHERE id = ?", (stamp, award_id))
+        raw.execute("COMMIT")
+        raw_times.append(time.perf_counter() - started)
+    raw.close()
+    service = statistics.median(service_times)
+    baseline = statistics.median(raw_times)
+    return {"service_ms": service * 1000, "raw_ms": baseline * 1000, "ratio": baseline / service}
+
+
+def time_qr(count: int = 300) -> dict:
+    from moralbank.stores.qr import qr_png
+
+    url = "http://192.168.1.10:5000/shop/redeem?t=" + "x" * 32
+    timings = []
+    for _ in range(count):
+        started = time.perf_counter()
+        qr_png(url)
+        timings.append(time.perf_counter() - started)
+    return {"median_ms": statistics.median(timings) * 1000, "p99_ms": quantile(timings, 0.99) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=100_000)
+    parser.add_argument("--villages", type=int, default=200)
+    parser.add_argument("--transfers", type=int, default=2_000_000)
+    parser.add_argument("--huge", action="store_true", help="also measure at 20,000,000 transfers")
+    parser.add_argument("--reuse", action="store_true", help="reuse data sets built by an earlier run")
+    args = parser.parse_args()
+
+    sizes = [args.transfers // 10, args.transfers] + ([args.transfers * 10] if args.huge else [])
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform()},
+                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rankings": {}}
+    built = []
+    for size in sizes:
+        print(f"building {size:,} transfers …", flush=True)
+        built.append(build_dataset(size, args.households, args.villages, reuse=args.reuse))
+    print("timing rankings …", flush=True)
+    for size, (path, seconds, rss_kb), timing in zip(sizes, built, time_rankings([b[0] for b in built])):
+        timing.update({"build_seconds": round(seconds, 1), "builder_peak_rss_mb": round(rss_kb / 1024, 1)})
+        results["rankings"][str(size)] = timing
+    print("timing award posting …", flush=True)
+    results["award_posting"] = time_award_posting(built[sizes.index(args.transfers)][0])
+    results["qr"] = time_qr()
+
+    base = results["rankings"][str(sizes[0])]["median_ms"]
+    rows = [("figure", "measured", "baseline in the same run", "ratio", "target", "met")]
+    for size in sizes[1:]:
+        value = results["rankings"][str(size)]["median_ms"]
+        ratio = value / base
+        rows.append((f"ranking of a village (year, all), {size:,} transfers", f"{value:.2f} ms median",
+                     f"{base:.2f} ms at {sizes[0]:,}", f"{ratio:.2f}", "≤ 1.20", "yes" if ratio <= 1.2 else "NO"))
+        month = results["rankings"][str(size)]["by_period"]["month"]
+        month_base = results["rankings"][str(sizes[0])]["by_period"]["month"]
+        rows.append((f"  month ranking, {size:,} transfers ({month['lines']:.0f} lines)", f"{month['median_ms']:.2f} ms",
+                     f"{month_base['median_ms']:.2f} ms ({month_base['lines']:.0f} lines)",
+                     f"{month['median_ms'] / month_base['median_ms']:.2f}", "(shown)", "—"))
+    posting = results["award_posting"]
+    rows.append(("award posting through the service (SQLite)", f"{posting['service_ms']:.2f} ms",
+                 f"{posting['raw_ms']:.2f} ms raw sqlite3", f"{posting['ratio']:.2f}", "≥ 0.50",
+                 "yes" if posting["ratio"] >= 0.5 else "NO"))
+    qr = results["qr"]
+    rows.append(("QR image of a code", f"{qr['median_ms']:.2f} ms median", "—", "—", "≤ 2 ms",
+                 "yes" if qr["median_ms"] <= 2 else "NO"))
+    for size in sizes:
+        r = results["rankings"][str(size)]
+        rows.append((f"data-set builder peak RSS, {size:,} transfers", f"{r['builder_peak_rss_mb']} MB",
+                     f"built in {r['build_seconds']} s", "—", "≤ 1024 MB", "yes" if r["builder_peak_rss_mb"] <= 1024
+                     else "NO"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+        if index == 0:
+            print("-+-".join("-" * width for width in widths))
+    results["table"] = rows
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
+    print("wrote bench/results.json")
+
+
+if __name__ == "__main__":
+    main()
