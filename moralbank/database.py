@@ -121,9 +121,12 @@ def write_transaction():
             raise RuntimeError("unflushed changes outside a write transaction")
         session.commit()
     session.info["write_depth"] = 1
+    session.info.pop("ledger_doomed", None)
     try:
         session.connection(execution_options={_WRITE_OPTION: True})
         yield session
+        if session.info.pop("ledger_doomed", False):
+            raise RuntimeError("a refused ledger transfer was caught and the transaction went on; rolled back")
         session.commit()
     except BaseException:
         session.rollback()

@@ -243,3 +243,7 @@ def auth(client):
             return client.post("/logout", data={"csrf_token": token})
 
     return Auth()
+
+
+# Browser fixtures (chromium is session-wide: one Playwright for the whole run).
+from browser_support import chromium, live_server, phone  # noqa: E402,F401

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from browser_support import chromium, live_server, login, phone, screenshot  # noqa: F401  (fixtures)
+from browser_support import login, screenshot
 from sqlalchemy import select
 
 from moralbank.awards.models import Award

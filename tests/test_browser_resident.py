@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from browser_support import chromium, live_server, login, phone, screenshot  # noqa: F401  (fixtures)
+from browser_support import login, screenshot
 
 LIMIT = 100 * 1024
 

@@ -7,7 +7,7 @@ import io
 import re
 
 import zxingcpp
-from browser_support import PHONE, chromium, live_server, login, screenshot  # noqa: F401  (fixtures)
+from browser_support import PHONE, login, screenshot
 from PIL import Image
 from playwright.sync_api import expect
 

@@ -143,7 +143,7 @@ def _code_body(issued: stores.IssuedCode) -> dict:
 def redemption_body(redemption: Redemption) -> dict:
     return RedemptionSchema().dump({
         "id": redemption.id, "household_id": redemption.household_id, "store_id": redemption.store_id,
-        "points": redemption.points, "balance_after": stores.balance_of(redemption.household_id),
+        "points": redemption.points, "balance_after": stores.balance_after(redemption),
         "created_at": redemption.created_at,
         "lines": [{"item_id": line.item_id, "name": line.name, "quantity": line.quantity,
                    "unit_points": line.unit_points} for line in redemption.lines]})
@@ -352,7 +352,7 @@ def _pin_key() -> str:
 
 @bp.post("/stores/<int:store_id>/card-unlocks")
 @token_required
-@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "5 per 15 minutes"), key_func=_pin_key)
+@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "10 per 15 minutes"), key_func=_pin_key)
 @limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
                key_func=lambda: f"card-pin-address:{request.remote_addr}")
 @doc("A paper card's QR token and the household's PIN give a one-time code for this store (clerk)",

@@ -133,6 +133,10 @@ def check_cap(household: Household, rule: Rule, occurred_on: date, quantity: int
              .join(Rule, Rule.id == Award.rule_id)
              .where(Award.household_id == household.id, Rule.family_id == rule.family_id,
                     Award.status != "rejected", Award.occurred_on >= start, Award.occurred_on < end))
+    # An award whose posting was reversed no longer counts.
+    reversed_awards = select(Transfer.award_id).where(Transfer.code == "reversal", Transfer.award_id.is_not(None),
+                                                      Transfer.village_id == household.village_id)
+    query = query.where(Award.id.not_in(reversed_awards))
     if exclude_award_id is not None:
         query = query.where(Award.id != exclude_award_id)
     used = db.session.scalar(query) or 0

@@ -171,8 +171,14 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
         return Posted(_existing(values), replayed=True)
 
     # Balances in ascending account id order: a fixed lock order on PostgreSQL.
-    for account, delta in sorted(((debit, -amount), (credit, amount)), key=lambda pair: pair[0].id):
-        _apply_to_balance(account, delta, guard=(code in GUARDED_CODES and delta < 0))
+    try:
+        for account, delta in sorted(((debit, -amount), (credit, amount)), key=lambda pair: pair[0].id):
+            _apply_to_balance(account, delta, guard=(code in GUARDED_CODES and delta < 0))
+    except InsufficientPoints:
+        # The transfer row is already written: this transaction must not commit, even if a
+        # caller catches the refusal and carries on (write_transaction checks the mark).
+        db.session().info["ledger_doomed"] = True
+        raise
 
     posted = db.session.get(Transfer, new_id)
     scores.apply_transfer(posted, debit=debit, credit=credit)

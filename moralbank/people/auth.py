@@ -26,16 +26,12 @@ def hash_password(password: str) -> str:
 
 
 def check_password(user: User | None, password: str) -> bool:
-    """True when ``password`` is the user's; upgrades the hash if its parameters are old."""
+    """True when ``password`` matches ``user.password_hash`` (also used for card PINs). Changes nothing."""
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-    if user is None:
-        return False
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    return True
+    return user is not None
 
 
 def normalize_phone(phone) -> str:
@@ -53,6 +49,10 @@ def authenticate(phone, password) -> User | None:
         return None
     if not user.active:
         return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        # The hashing parameters were raised since this hash was made: store a fresh one.
+        with write_transaction():
+            user.password_hash = hash_password(str(password))
     return user
 
 

@@ -22,8 +22,14 @@ MAX_ROWS = 200_000
 
 def ranking_rows(village: Area, period: str, hamlet_id: int | None = None):
     yield ["名次", "户", "屯/组", "得分", "星级"]
-    for line in ranking(village, period, hamlet_id=hamlet_id, limit=500):
-        yield [line.rank, line.label, line.hamlet, line.score, line.stars]
+    offset = 0
+    while True:  # every ranked household, a page at a time (a village may have more than one page)
+        lines = ranking(village, period, hamlet_id=hamlet_id, limit=500, offset=offset)
+        for line in lines:
+            yield [line.rank, line.label, line.hamlet, line.score, line.stars]
+        if len(lines) < 500:
+            break
+        offset += len(lines)
 
 
 def award_rows(village: Area, start, end):

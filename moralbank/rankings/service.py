@@ -83,7 +83,8 @@ def ranking(village: Area, period: str = "all", *, hamlet_id: int | None = None,
     """The live ranking: names masked, ties by who reached the score first, then household id."""
     period = check_period(period)
     hamlet = _scope(village, hamlet_id)
-    limit = max(1, min(int(limit), MAX_LIMIT))
+    # a page and one more, so a caller can peek whether another page follows (the API's ``next``)
+    limit = max(1, min(int(limit), MAX_LIMIT + 1))
     score = HouseholdScore
     query = (select(score.household_id, score.score, score.reached_at, Resident.name, Area.name)
              .join(Resident, and_(Resident.household_id == score.household_id, Resident.is_head.is_(True)))
@@ -175,7 +176,7 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
     if not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", month):
         raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period")
     months = [month]
-    for _ in range(5):
+    for _step in range(5):  # not ``_``: that would shadow gettext in the whole function
         months.append(previous_month(months[-1]))
     months.reverse()
     start = datetime(int(months[0][:4]), int(months[0][5:]), 1, tzinfo=local_zone())

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..audit.service import record as audit
@@ -308,7 +308,9 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
         if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 < quantity <= 1000:
             raise Invalid(_("数量必须为正"), fields={"items": [_("数量必须为正")]})
         merged.setdefault(item.id, [item, 0])[1] += quantity
-    for item, quantity in merged.values():
+    # Stock rows are taken in item-id order whatever the cart's order, so two carts naming the
+    # same items lock them in one order (on PostgreSQL opposite orders deadlock).
+    for item, quantity in sorted(merged.values(), key=lambda entry: entry[0].id):
         if item.store_id != store.id or not item.active:
             raise Invalid(_("商品不属于这个商店"), code="unknown_item")
         table = Item.__table__
@@ -317,6 +319,7 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
         if taken != 1:
             raise OutOfStock(_("%(name)s 库存不足", name=item.name), fields={"items": [item.name]})
         db.session.expire(item, ["stock"])
+    for item, quantity in merged.values():
         lines.append(RedemptionLine(item_id=item.id, name=item.name, unit_points=item.points, quantity=quantity))
         total += item.points * quantity
     if points is not None:
@@ -343,6 +346,19 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
 
 def balance_of(household_id: int) -> int:
     return ledger.household_account(household_id).balance
+
+
+def balance_after(redemption: Redemption) -> int:
+    """The household's balance just after ``redemption`` (a receipt or list shown later): the balance
+    now, less what moved on the account since (only the transfers after it are read)."""
+    account = ledger.household_account(redemption.household_id)
+    paid = (select(Transfer.id).where(Transfer.redemption_id == redemption.id, Transfer.code == "redemption")
+            .scalar_subquery())
+    since = db.session.scalar(select(func.coalesce(func.sum(
+        case((Transfer.credit_account_id == account.id, Transfer.amount), else_=-Transfer.amount)), 0))
+        .where(or_(Transfer.debit_account_id == account.id, Transfer.credit_account_id == account.id),
+               Transfer.id > paid))
+    return account.balance - int(since)
 
 
 # --- statements and settlement ---------------------------------------------------------------

@@ -224,8 +224,8 @@ def review():
                 except DomainError as error:
                     savepoint.rollback()
                     failed.append(f"#{award_id}: {error.message}")
-            verb = _("通过") if decision == "approve" else _("未通过")
-            message = _("已%(verb)s %(n)s 条。", verb=verb, n=done)
+            message = (_("已通过 %(n)s 条。", n=done) if decision == "approve"
+                       else _("已退回 %(n)s 条（未通过）。", n=done))
             if failed:
                 message += " " + _("未处理：") + "；".join(failed)
             return {"redirect": url_for("awards.review"), "message": message,
@@ -409,8 +409,11 @@ def award_detail(award_id):
         User.id.in_({h.actor_id for h in history if h.actor_id} | {o.user_id for o in objections}))).all())
     transfer = awards.award_transfer(award)
     village = db.session.get(Area, award.village_id)
-    return render_template("awards/detail.html", row=row, award=award, objections=objections, history=history,
-                           names=names, transfer=transfer, reversed=awards.is_reversed(transfer),
+    # Objectors and reviewers are named to the village's staff only, not to the household.
+    staff = access.is_staff(current_user, village)
+    return render_template("awards/detail.html", row=row, award=award, objections=objections,
+                           history=history if staff else [], names=names if staff else {}, staff=staff,
+                           transfer=transfer, reversed=awards.is_reversed(transfer),
                            is_committee=access.is_committee(current_user, village), form_key=new_form_key())
 
 

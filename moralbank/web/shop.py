@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from ..database import utcnow, write_transaction
+from ..database import local_zone, utcnow, write_transaction
 from ..errors import DomainError, Invalid, NotFound
 from ..extensions import db, limiter
 from ..people import access
@@ -187,7 +187,12 @@ def receipt(redemption_id):
     household = db.session.get(Household, redemption.household_id)
     return render_template("shop/receipt.html", r=redemption, store=store, village=village,
                            who=mask_name(household.head.name if household.head else ""),
-                           number=household.number, balance=max(stores.balance_of(household.id), 0))
+                           number=household.number, balance=max(stores.balance_after(redemption), 0))
+
+
+def _local_midnight():
+    """The start of today in the deployment's time zone (as an aware datetime)."""
+    return utcnow().astimezone(local_zone()).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @bp.get("/shop/history")
@@ -200,7 +205,7 @@ def history():
         query = query.where(Redemption.id < before)
     rows = db.session.scalars(query.order_by(Redemption.id.desc()).limit(51)).all()
     today_total = db.session.scalar(select(func.coalesce(func.sum(Redemption.points), 0)).where(
-        Redemption.store_id == store.id, Redemption.created_at >= utcnow().replace(hour=0, minute=0, second=0)))
+        Redemption.store_id == store.id, Redemption.created_at >= _local_midnight()))
     return render_template("shop/history.html", store=store, rows=_redemption_rows(rows[:50]),
                            next_before=rows[49].id if len(rows) > 50 else None, today_total=today_total)
 
@@ -246,7 +251,7 @@ def _pin_key() -> str:
 
 @bp.route("/shop/card", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "5 per 15 minutes"), key_func=_pin_key,
+@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "10 per 15 minutes"), key_func=_pin_key,
                methods=["POST"])
 def card_page():
     """The URL a paper card's QR opens: the clerk types the household's PIN."""
