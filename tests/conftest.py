@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -130,9 +131,9 @@ def _assert_ledger_clean(app) -> None:
 
 
 @pytest.fixture
-def app_config():
-    """Extra settings for the ``app`` fixture; override in a module or test."""
-    return {}
+def app_config(tmp_path):
+    """Extra settings for the ``app`` fixture; override in a module or test. Photos go to the test's folder."""
+    return {"UPLOAD_FOLDER": str(tmp_path / "uploads")}
 
 
 @pytest.fixture
@@ -214,6 +215,16 @@ def api(client):
             return client.post(path, headers=headers, json=json, **kwargs)
 
     return Api()
+
+
+@contextmanager
+def session_of(app):
+    """A database session outside any request, for arranging and checking data (removed afterwards)."""
+    with app.app_context():
+        try:
+            yield db.session
+        finally:
+            db.session.remove()
 
 
 def csrf_from(html: str) -> str:

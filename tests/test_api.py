@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, or_, select
 
-from conftest import DEMO_PASSWORD, PHONES
+from conftest import DEMO_PASSWORD, PHONES, session_of
 from moralbank.extensions import db
 
 ROLES_OF = {"committee": ["committee"], "grid": ["grid"], "resident": ["resident"], "clerk": ["clerk"],
@@ -17,14 +16,6 @@ ROLES_OF = {"committee": ["committee"], "grid": ["grid"], "resident": ["resident
 HOUSEHOLD_FIELDS = {"id", "number", "head", "hamlet", "balance", "score", "stars"}
 
 
-@contextmanager
-def session_of(app):
-    """A database session outside any request (closed afterwards)."""
-    with app.app_context():
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
 
 
 def assert_envelope(response, status: int, code: str | None = None) -> dict:

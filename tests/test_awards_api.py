@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import DEMO_PASSWORD, PHONES
+from conftest import DEMO_PASSWORD, PHONES, session_of
 from moralbank.database import travel, write_transaction
 from moralbank.extensions import db
 
@@ -25,21 +24,10 @@ NOTICE_DAYS = 3  # the demo village's setting
 THRESHOLD = 20
 
 
-@pytest.fixture
-def app_config(tmp_path):
-    return {"UPLOAD_FOLDER": str(tmp_path / "uploads")}
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
-@contextmanager
-def session_of(app):
-    """A database session outside any request; a request context so service messages can be translated."""
-    with app.test_request_context():
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
 
 
 def key() -> str:

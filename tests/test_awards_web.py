@@ -9,33 +9,21 @@ from __future__ import annotations
 
 import io
 import re
-from contextlib import contextmanager
 
 import pytest
 from argon2 import PasswordHasher
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from
+from conftest import DEMO_PASSWORD, PHONES, csrf_from, session_of
 from moralbank.database import write_transaction
 from moralbank.extensions import db
 
 
-@pytest.fixture
-def app_config(tmp_path):
-    return {"UPLOAD_FOLDER": str(tmp_path / "uploads")}
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
-@contextmanager
-def session_of(app):
-    """A database session outside any request; a request context so service messages can be translated."""
-    with app.test_request_context():
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
 
 
 def form_key(html: str, suffix: str = "") -> str:

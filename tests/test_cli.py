@@ -2,26 +2,18 @@
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 
-from conftest import DEMO_PASSWORD, PHONES, SECRET
+from conftest import DEMO_PASSWORD, PHONES, SECRET, session_of
 from moralbank import create_app
 from moralbank.extensions import db
 
 NEW_PASSWORD = "a-new-password-2026"
 
 
-@contextmanager
-def session_of(app):
-    with app.app_context():
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
 
 
 def invoke(app, *args, input=None):

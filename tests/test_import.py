@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import csv
 import re
-from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select
 
 from moralbank.extensions import db
+from conftest import session_of
 
 HEADER = ["户号", "户主", "屯组", "电话", "身份证号", "家庭成员"]
 ID_NUMBER = "220322198001011234"
@@ -20,13 +20,6 @@ GOOD_ROWS = [
 ]
 
 
-@contextmanager
-def session_of(app):
-    with app.app_context():
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
 
 
 def write_csv(path, rows, encoding="utf-8", header=HEADER):

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -17,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from moralbank.extensions import db
+from conftest import session_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PHONE_RE = re.compile(r"(?<!\d)1\d{10}(?!\d)")
@@ -24,13 +24,6 @@ PHONE_RE = re.compile(r"(?<!\d)1\d{10}(?!\d)")
 
 # --- helpers ---------------------------------------------------------------------------------
 
-@contextmanager
-def session_of(app):
-    with app.app_context():
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
 
 
 def this_month() -> str:

@@ -15,21 +15,15 @@ from ..extensions import db
 from ..i18n import localtime
 from ..ledger.models import Account, Transfer
 from ..people.models import Area, Household, Resident
-from .service import ranking
+from .service import full_ranking
 
 MAX_ROWS = 200_000
 
 
 def ranking_rows(village: Area, period: str, hamlet_id: int | None = None):
     yield ["名次", "户", "屯/组", "得分", "星级"]
-    offset = 0
-    while True:  # every ranked household, a page at a time (a village may have more than one page)
-        lines = ranking(village, period, hamlet_id=hamlet_id, limit=500, offset=offset)
-        for line in lines:
-            yield [line.rank, line.label, line.hamlet, line.score, line.stars]
-        if len(lines) < 500:
-            break
-        offset += len(lines)
+    for line in full_ranking(village, period, hamlet_id=hamlet_id):
+        yield [line.rank, line.label, line.hamlet, line.score, line.stars]
 
 
 def award_rows(village: Area, start, end):

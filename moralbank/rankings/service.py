@@ -98,6 +98,17 @@ def ranking(village: Area, period: str = "all", *, hamlet_id: int | None = None,
             for index, (household_id, value, reached, head, hamlet_name) in enumerate(db.session.execute(query))]
 
 
+def full_ranking(village: Area, period: str, *, hamlet_id: int | None = None):
+    """Every ranked household of the period, a page at a time (a village may have thousands)."""
+    offset = 0
+    while True:
+        lines = ranking(village, period, hamlet_id=hamlet_id, limit=MAX_LIMIT, offset=offset)
+        yield from lines
+        if len(lines) < MAX_LIMIT:
+            return
+        offset += len(lines)
+
+
 def rank_of(household: Household, period: str, *, in_hamlet: bool = False) -> tuple[int | None, int, int]:
     """(rank, score, ranked households) of one household in its village (or hamlet) for a period."""
     row = db.session.get(HouseholdScore, (household.id, period))
@@ -133,13 +144,13 @@ def monthly_scores(household: Household, months: int = 12) -> list[tuple[str, in
 # --- published snapshots ---------------------------------------------------------------------
 
 def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = None,
-            title: str | None = None, limit: int = MAX_LIMIT) -> RankingSnapshot:
+            title: str | None = None) -> RankingSnapshot:
     """Freeze the ranking of a period for the notice board (committee). Later awards do not change it."""
     assert in_write_transaction()
     access.require(access.is_committee(actor, village), _("只有村委会可以发布排行榜"))
     period = check_period(period)
     hamlet = _scope(village, hamlet_id)
-    lines = ranking(village, period, hamlet_id=hamlet_id, limit=limit)
+    lines = list(full_ranking(village, period, hamlet_id=hamlet_id))
     if not lines:
         raise Invalid(_("这个期间还没有任何积分，不能发布"), code="empty_ranking")
     heading = (title or "").strip()[:64] or _("%(period)s 积分榜", period=period_label(period))
