@@ -149,8 +149,78 @@ def import_households_command(file, village_code):
     click.echo(f"imported {report.imported} households into {village.name} ({village.code})")
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@with_appcontext
+@in_default_locale
+def backup_command(path):
+    """Copy the database to PATH while the app runs (SQLite online backup), then verify the copy.
+
+    On PostgreSQL use pg_dump (the command prints how); point-in-time recovery with WAL
+    archiving is the county setup.
+    """
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() != "sqlite":
+        _backup_postgresql(url, path)
+        return
+    target = Path(path)
+    if target.exists():
+        raise click.ClickException(f"{path} exists; choose a new file")
+    source = sqlite3.connect(url.database)
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)  # consistent even while the app writes (SQLite's online backup API)
+    finally:
+        source.close()
+    check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+    copy.close()
+    if check != "ok":
+        raise click.ClickException(f"the copy failed SQLite's integrity check: {check}")
+    from . import create_app
+    from .ledger.verify import verify
+
+    with create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{target.resolve()}",
+                     "SECRET_KEY": current_app.config["SECRET_KEY"],
+                     "MORALBANK_ENV": current_app.config["MORALBANK_ENV"]}).app_context():
+        report = verify()
+        db.session.remove()
+        db.engine.dispose()
+    if not report.ok:
+        raise click.ClickException("the copy's ledger does not verify: " + "; ".join(report.discrepancies[:5]))
+    click.echo(f"backed up to {path}: {report.transfers} transfers, ledger consistent")
+
+
+def _backup_postgresql(url, path) -> None:
+    """pg_dump in custom format (restore with pg_restore); guidance when pg_dump is not installed."""
+    import os
+    import shutil
+    import subprocess
+
+    plain = url.set(drivername="postgresql")
+    if shutil.which("pg_dump") is None:
+        click.echo("PostgreSQL: install the PostgreSQL client, then\n"
+                   f"  pg_dump --format=custom --file={path} '{plain.render_as_string(False)}'\n"
+                   "restore with pg_restore --clean --dbname=…, and run `flask ledger verify` on the copy.")
+        sys.exit(2)
+    if os.path.exists(path):
+        raise click.ClickException(f"{path} exists; choose a new file")
+    env = dict(os.environ, PGPASSWORD=url.password or "")
+    command = ["pg_dump", "--format=custom", f"--file={path}", "--host", url.host or "127.0.0.1",
+               "--port", str(url.port or 5432), "--username", url.username or "postgres", url.database]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise click.ClickException(f"pg_dump failed: {result.stderr.strip()}")
+    click.echo(f"backed up to {path} with pg_dump (custom format); restore it with pg_restore into an empty "
+               "database and run `flask ledger verify` there")
+
+
 def init_app(app) -> None:
-    for command in (seed_demo_command, create_user_command, import_households_command):
+    for command in (seed_demo_command, create_user_command, import_households_command, backup_command):
         app.cli.add_command(command)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(awards_cli)
