@@ -350,13 +350,14 @@ def post_award(award: Award, *, actor=None, at: datetime | None = None) -> Award
         return award
     if award.status != "approved":
         raise Invalid(_("只有已通过的记录才能入账"), code="not_postable")
-    household_account = ledger.household_account(award.household_id)
     rule = db.session.get(Rule, award.rule_id)
     reason = rule.title if award.quantity == 1 else f"{rule.title} ×{award.quantity}"
     if award.points > 0:
-        debit, credit, code = ledger.village_account(award.village_id, "issuance"), household_account, "award"
+        credit, debit = ledger.household_and_village_account(award.household_id, award.village_id, "issuance")
+        code = "award"
     else:
-        debit, credit, code = household_account, ledger.village_account(award.village_id, "sink"), "deduction"
+        debit, credit = ledger.household_and_village_account(award.household_id, award.village_id, "sink")
+        code = "deduction"
     ledger.transfer(debit=debit, credit=credit, amount=abs(award.points), code=code,
                     idempotency_key=f"award:{award.id}", actor=actor, reason=reason, award_id=award.id, at=at)
     award.status = "posted"

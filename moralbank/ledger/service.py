@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..database import in_write_transaction, utcnow
@@ -97,6 +98,21 @@ def store_account(store_id: int) -> Account:
     return account
 
 
+def household_and_village_account(household_id: int, village_id: int, kind: str) -> tuple[Account, Account]:
+    """A household's account and its village's issuance account or sink, in one query."""
+    assert kind in ("issuance", "sink")
+    found = db.session.scalars(select(Account).where(
+        (Account.household_id == household_id)
+        | ((Account.village_id == village_id) & (Account.kind == kind)))).all()
+    household = next((a for a in found if a.household_id == household_id), None)
+    system = next((a for a in found if a.kind == kind and a.village_id == village_id), None)
+    if household is None or household.village_id != village_id:
+        raise NotFound(_("这户没有积分账户"))
+    if system is None:
+        raise NotFound(_("村的系统账户缺失"))
+    return household, system
+
+
 def village_account(village_id: int, kind: str) -> Account:
     """The issuance account or deduction sink of a village."""
     assert kind in ("issuance", "sink")
@@ -108,21 +124,39 @@ def village_account(village_id: int, kind: str) -> Account:
 
 # --- transfers ------------------------------------------------------------------------------
 
+# The hot path's statements are built once (per dialect) and run on the session's connection
+# with parameters: no statement construction, cache-key generation or ORM layer per transfer.
+_STATEMENTS: dict[str, dict] = {}
+
+
+def _statements() -> dict:
+    connection = db.session.connection()
+    dialect = connection.dialect.name
+    if dialect not in _STATEMENTS:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        transfers, accounts = Transfer.__table__, Account.__table__
+        credit = (update(accounts).where(accounts.c.id == bindparam("account"))
+                  .values(balance=accounts.c.balance + bindparam("delta")).returning(accounts.c.balance))
+        _STATEMENTS[dialect] = {
+            # Claims the idempotency key (and the reversal link) or does nothing.
+            "insert": insert(transfers).on_conflict_do_nothing().returning(transfers.c.id),
+            "credit": credit,
+            # The overdraft guard is the WHERE clause: no interleaving can spend a point twice.
+            "guarded": credit.where(accounts.c.balance + bindparam("delta") >= 0),
+        }
+    return _STATEMENTS[dialect]
+
+
 def _insert_ignoring_conflict(values: dict):
     """INSERT a transfer unless its idempotency key (or reversal link) is taken; return the new id or None."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Transfer.__table__).values(**values).on_conflict_do_nothing().returning(Transfer.__table__.c.id)
-    return db.session.execute(stmt).scalar_one_or_none()
+    return db.session.connection().execute(_statements()["insert"], values).scalar_one_or_none()
 
 
 def _apply_to_balance(account: Account, delta: int, *, guard: bool) -> int:
     """Add ``delta`` to an account's cached balance; with ``guard``, refuse to go below zero."""
-    table = Account.__table__
-    stmt = update(table).where(table.c.id == account.id).values(balance=table.c.balance + delta)
-    if guard and delta < 0:
-        stmt = stmt.where(table.c.balance >= -delta)
-    new_balance = db.session.execute(stmt.returning(table.c.balance)).scalar_one_or_none()
+    statement = _statements()["guarded" if guard and delta < 0 else "credit"]
+    new_balance = db.session.connection().execute(statement, {"account": account.id,
+                                                              "delta": delta}).scalar_one_or_none()
     if new_balance is None:
         raise InsufficientPoints(_("积分不足"))
     set_committed_value(account, "balance", new_balance)
@@ -180,7 +214,10 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
         db.session().info["ledger_doomed"] = True
         raise
 
-    posted = db.session.get(Transfer, new_id)
+    # The row just written, as an ORM object without reading it back.
+    posted = Transfer(id=new_id, **values)
+    make_transient_to_detached(posted)
+    db.session.add(posted)
     scores.apply_transfer(posted, debit=debit, credit=credit)
     return Posted(posted, replayed=False)
 

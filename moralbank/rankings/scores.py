@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..database import local_zone
+from ..database import UTCDateTime, local_zone
 from ..extensions import db
 from .models import HouseholdScore
 
@@ -58,11 +59,19 @@ _UPSERTS: dict = {}
 
 
 def _upsert_statement(dialect: str):
-    """INSERT … ON CONFLICT DO UPDATE adding to the score; built once per dialect so it is compiled once."""
+    """INSERT … ON CONFLICT DO UPDATE adding to the score, the household's village and hamlet read in
+    the same statement; built once per dialect so it is compiled once."""
     if dialect not in _UPSERTS:
+        from ..people.models import Household
+
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         table = HouseholdScore.__table__
-        stmt = insert(table)
+        of_household = Household.id == bindparam("household_id")
+        stmt = insert(table).values(
+            household_id=bindparam("household_id"), period=bindparam("period"),
+            village_id=select(Household.village_id).where(of_household).scalar_subquery(),
+            hamlet_id=select(Household.hamlet_id).where(of_household).scalar_subquery(),
+            score=bindparam("delta"), reached_at=bindparam("reached_at", type_=UTCDateTime()))
         _UPSERTS[dialect] = stmt.on_conflict_do_update(
             index_elements=[table.c.household_id, table.c.period],
             set_={"score": table.c.score + stmt.excluded.score, "reached_at": stmt.excluded.reached_at},
@@ -71,13 +80,10 @@ def _upsert_statement(dialect: str):
 
 
 def _upsert(household_id: int, delta: int, periods, reached_at: datetime) -> None:
-    from ..people.models import Household
-
-    household = db.session.get(Household, household_id)
-    rows = [{"household_id": household_id, "period": period, "village_id": household.village_id,
-             "hamlet_id": household.hamlet_id, "score": delta, "reached_at": reached_at}
-            for period in periods]
-    db.session.execute(_upsert_statement(db.session.get_bind().dialect.name), rows)
+    connection = db.session.connection()
+    connection.execute(_upsert_statement(connection.dialect.name),
+                       [{"household_id": household_id, "period": period, "delta": delta, "reached_at": reached_at}
+                        for period in periods])
     # ORM copies of these rows (if any were loaded) are now stale.
     for period in periods:
         cached = db.session.identity_map.get(db.session.identity_key(HouseholdScore, (household_id, period)))
