@@ -45,6 +45,16 @@ def create_app(config: dict | None = None) -> Flask:
     from .people.auth import init_app as init_auth
     init_auth(app, login_manager)
 
+    # <int:…> in URLs stays within a database integer: /households/99999999999999999999 is a 404,
+    # not an overflow.
+    from werkzeug.routing import IntegerConverter
+
+    class BoundedInt(IntegerConverter):
+        def __init__(self, map, **kwargs):
+            kwargs.setdefault("max", 2**53)
+            super().__init__(map, **kwargs)
+    app.url_map.converters["int"] = BoundedInt
+
     from .api import bp as api_bp
     from .web import init_app as init_web
     app.register_blueprint(api_bp)

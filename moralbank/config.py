@@ -23,6 +23,22 @@ def _default_sqlite_uri(instance_path: str) -> str:
     return "sqlite:///" + str(Path(instance_path) / "moralbank.db")
 
 
+def _instance_secret(instance_path: str) -> str:
+    """A random key made once and kept in ``instance/secret_key`` (readable by the owner only)."""
+    import os
+    import secrets
+
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    return key
+
+
 def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
     """Build the settings mapping from the environment and ``overrides``.
 
@@ -75,7 +91,9 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
     if not settings.get("SECRET_KEY"):
         if env == "production":
             raise ConfigError("SECRET_KEY must be set in production (a long random string)")
-        settings["SECRET_KEY"] = DEV_SECRET_KEY
+        # Tests use the fixed key; development gets a random key kept in the instance folder, so
+        # a server started without MORALBANK_ENV=production does not sign sessions with a public key.
+        settings["SECRET_KEY"] = DEV_SECRET_KEY if env == "testing" else _instance_secret(instance_path)
     elif env == "production" and (settings["SECRET_KEY"] == DEV_SECRET_KEY or len(settings["SECRET_KEY"]) < 32):
         raise ConfigError("SECRET_KEY is too weak for production: use at least 32 random characters")
 

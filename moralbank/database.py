@@ -128,8 +128,11 @@ def write_transaction():
         if session.info.pop("ledger_doomed", False):
             raise RuntimeError("a refused ledger transfer was caught and the transaction went on; rolled back")
         session.commit()
+        session.info.pop("new_files", None)
     except BaseException:
         session.rollback()
+        for path in session.info.pop("new_files", []):  # files written for what was rolled back
+            path.unlink(missing_ok=True)
         raise
     finally:
         session.info["write_depth"] = 0

@@ -55,10 +55,21 @@ def request_fingerprint(body: object) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
 
 
+def check_encodable(body: object) -> None:
+    """Refuse JSON that cannot be stored as UTF-8 (lone surrogates such as "\\udcff")."""
+    try:
+        json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        from .errors import DomainError
+        raise DomainError(_("提交的文字里有无法识别的字符"), code="invalid_json", status=400)
+
+
 def request_body() -> object:
     """What identifies the request's content: its JSON, or its form fields and uploaded files' hashes."""
     if request.is_json:
-        return request.get_json(silent=True)
+        body = request.get_json(silent=True)
+        check_encodable(body)
+        return body
     body: dict = {key: request.form.getlist(key) for key in sorted(request.form) if key != "csrf_token"}
     for key in sorted(request.files):
         body["file:" + key] = [hashlib.sha256(f.read()).hexdigest() for f in request.files.getlist(key)]

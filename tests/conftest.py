@@ -209,9 +209,9 @@ def api(client):
             return client.get(path, headers=self.headers(who), **kwargs)
 
         def post(self, path, who, json=None, key=None, **kwargs):
+            # Like a real client, every POST carries an Idempotency-Key (a fresh one unless given).
             headers = self.headers(who)
-            if key:
-                headers["Idempotency-Key"] = key
+            headers["Idempotency-Key"] = key or uuid.uuid4().hex
             return client.post(path, headers=headers, json=json, **kwargs)
 
     return Api()

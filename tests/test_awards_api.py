@@ -426,7 +426,7 @@ def test_photo_required_and_uploaded_photo_is_stored_without_exif(app, api, clie
     assert award_count(app) == count
 
     # not an image
-    bad = client.post("/api/v1/awards", headers=api.headers("grid"), content_type="multipart/form-data",
+    bad = client.post("/api/v1/awards", headers=api.headers("grid", **{"Idempotency-Key": key()}), content_type="multipart/form-data",
                       data={"household_id": str(hid), "rule_id": str(rule["id"]),
                             "photo": (io.BytesIO(b"not a picture at all"), "x.jpg")})
     error_of(bad, 422, "bad_photo")

@@ -83,10 +83,21 @@ def test_production_session_cookie_is_marked_secure(tmp_path):
     assert "samesite=lax" in session_cookie.lower()
 
 
-def test_development_uses_the_fixed_key_without_secure_cookies(tmp_path):
+def test_development_makes_its_own_random_key_once_without_secure_cookies(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("MORALBANK_ENV", raising=False)
+    monkeypatch.setenv("MORALBANK_INSTANCE", str(tmp_path / "instance"))
     app = create_app({"SQLALCHEMY_DATABASE_URI": sqlite_uri(tmp_path)})
     assert app.config["MORALBANK_ENV"] == "development"
-    assert app.config["SECRET_KEY"] == DEV_SECRET_KEY
+    key = app.config["SECRET_KEY"]
+    assert key != DEV_SECRET_KEY and len(key) >= 32, "a public key would let anyone forge a session"
+    again = create_app({"SQLALCHEMY_DATABASE_URI": sqlite_uri(tmp_path)})
+    assert again.config["SECRET_KEY"] == key, "restarting must keep people logged in"
+    key_file = tmp_path / "instance" / "secret_key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert not app.config.get("SESSION_COOKIE_SECURE")
 
 

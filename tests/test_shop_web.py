@@ -224,7 +224,7 @@ def check_web_refusals(app, api):
     item = next(item for item in items_of(api, store).values() if item["stock"] > 0)
     nonsense = dict(form, **{f"item-{item['id']}": "abc"}, idempotency_key=uuid.uuid4().hex)
     response = clerk.post("/shop/redeem", data=nonsense, follow_redirects=True)
-    assert response.status_code == 200 and "数量要填数字" in text_of(response)
+    assert response.status_code == 200 and "「数量」要填整数" in text_of(response)
     assert items_of(api, store)[item["id"]]["stock"] == item["stock"]
 
     # The same code then buys what the household can afford (a fresh page gives a fresh key).
@@ -362,7 +362,7 @@ def test_clerk_changes_stock_on_shop_items_but_not_price(app, api, client):
 
     bad = dict(form, stock="-1", idempotency_key=uuid.uuid4().hex)
     response = clerk.post("/shop/items", data=bad)
-    assert response.status_code == 200 and "库存要填 0 或正整数" in text_of(response)
+    assert response.status_code == 200 and "「库存」要填整数" in text_of(response)
     assert items_of(api, store)[item["id"]]["stock"] == 3
 
     with app.app_context():

@@ -1,8 +1,6 @@
 """API resources of the award life cycle: rules, awards, decisions, objections, reversals."""
 from __future__ import annotations
 
-import uuid
-
 from flask import g, jsonify, request
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -10,7 +8,7 @@ from sqlalchemy import select
 from ..awards import service as awards
 from ..awards.models import Award, Rule
 from ..database import write_transaction
-from ..errors import DomainError, NotFound
+from ..errors import DomainError, Invalid, NotFound
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..people import access
@@ -76,8 +74,7 @@ def patch_village(code):
 @doc("The village's rule catalogue (active items; ?all=1 includes old versions)", response=s.RuleListSchema,
      errors=(403, 404))
 def list_rules(code):
-    village = village_by_code(code)
-    access.require(_member_of(village), _("只能查看本村的积分清单"))
+    village = village_by_code(code)  # any logged-in user may read a catalogue (SPEC §6)
     query = select(Rule).where(Rule.village_id == village.id)
     if request.args.get("all") != "1":
         query = query.where(Rule.active.is_(True))
@@ -112,6 +109,8 @@ def patch_rule(rule_id):
     village = db.session.get(Area, rule.village_id)
     access.require(access.is_committee(g.api_user, village), _("只有村委会可以修改积分清单"))
     data = load_json(s.RulePatchSchema())
+    if not data:
+        raise Invalid(_("没有要修改的内容"), code="nothing_to_change")
     with write_transaction():
         if data.get("active") is False:
             return jsonify(rule_body(awards.retire_rule(rule, actor=g.api_user)))
@@ -142,7 +141,7 @@ def _proposal_from_request() -> awards.Proposal:
 @doc("Propose an award (grid manager, committee) or declare one for your own household (resident). "
      "JSON, or multipart/form-data with a `photo` file", request=s.AwardCreateSchema, response=s.AwardSchema,
      status=201, errors=(403, 404, 409), idempotent=True)
-@idempotent_api(required=False)
+@idempotent_api(required=True)
 def create_award():
     proposal = _proposal_from_request()
     award = awards.propose(g.api_user, proposal)
@@ -190,7 +189,7 @@ def list_awards(code):
 @token_required
 @doc("Approve (committee): into public notice, or posted at once when notice_days is 0",
      response=s.AwardSchema, errors=(403, 404, 409), idempotent=True)
-@idempotent_api(required=False)
+@idempotent_api(required=True)
 def approve_award(award_id):
     return award_body(awards.approve(g.api_user, award_id)), 200
 
@@ -219,10 +218,10 @@ def object_award(award_id):
 @token_required
 @doc("Reverse a posted transfer with a reason (committee); 409 if it was already reversed",
      request=s.ReasonSchema, response=s.TransferSchema, status=201, errors=(403, 404, 409), idempotent=True)
-@idempotent_api(required=False)
+@idempotent_api(required=True)
 def reverse_transfer(transfer_id):
     data = load_json(s.ReasonSchema())
-    key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
+    key = request.headers["Idempotency-Key"]
     reversal = awards.reverse_transfer(g.api_user, transfer_id, data["reason"],
                                        idempotency_key=f"reversal:{g.api_user.id}:{key}"[:128])
     return s.TransferSchema().dump(reversal), 201

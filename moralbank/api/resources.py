@@ -42,6 +42,8 @@ def load_json(schema):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise DomainError(_("请用 JSON 对象提交"), code="invalid_json", status=400)
+    from ..idempotency import check_encodable
+    check_encodable(body)
     return schema.load(body)
 
 

@@ -3,6 +3,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+#: ids and cursors stay within a database integer (and JavaScript's safe range)
+ID_MAX = 2**53
+
+
+def _star_count_error():
+    from marshmallow import ValidationError
+    raise ValidationError("5 thresholds (stars), or 10 (十星)")
+
 
 class ErrorBody(Schema):
     code = fields.String(required=True, metadata={"description": "machine code, e.g. insufficient_points"})
@@ -87,8 +95,8 @@ class MeSchema(Schema):
 
 class PageArgsSchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    before = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
-    after = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0))
+    before = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=ID_MAX))
+    after = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0, max=ID_MAX))
 
 
 class RuleSchema(Schema):
@@ -140,8 +148,8 @@ class RuleListSchema(Schema):
 
 
 class AwardCreateSchema(Schema):
-    household_id = fields.Integer(required=True, strict=False)
-    rule_id = fields.Integer(required=True, strict=False)
+    household_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=ID_MAX))
+    rule_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=ID_MAX))
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=50))
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
     occurred_on = fields.Date(load_default=None, allow_none=True)
@@ -181,9 +189,9 @@ class AwardListSchema(Schema):
 class AwardListArgsSchema(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(
         ["proposed", "approved", "disputed", "posted", "rejected"]))
-    household_id = fields.Integer(load_default=None)
+    household_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=ID_MAX))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    before = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=ID_MAX))
 
 
 class TransferSchema(Schema):
@@ -202,5 +210,6 @@ class VillagePatchSchema(Schema):
     notice_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=30))
     code_ttl_seconds = fields.Integer(strict=True, validate=validate.Range(min=30, max=3600))
     approval_threshold = fields.Integer(strict=True, validate=validate.Range(min=0, max=10000))
-    star_thresholds = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
-                                  validate=validate.Length(min=1, max=10))
+    star_thresholds = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000)),
+                                  validate=lambda v: len(v) in (5, 10) or _star_count_error(),
+                                  metadata={"description": "ascending: 5 thresholds, or 10 for 十星"})

@@ -17,10 +17,12 @@ from flask_babel import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import Invalid
+from ..extensions import db
 
 MAX_SIDE = 1600
 THUMB_SIDE = 320
-Image.MAX_IMAGE_PIXELS = 40_000_000  # refuse decompression bombs
+MAX_PIXELS = 24_000_000  # a 24-megapixel phone photo; larger is refused before it is decoded
+Image.MAX_IMAGE_PIXELS = 40_000_000  # and Pillow itself refuses decompression bombs
 
 
 def upload_root() -> Path:
@@ -39,7 +41,11 @@ def store_photo(data: bytes, village_id: int) -> str:
     try:
         with Image.open(io.BytesIO(data)) as probe:
             kind = probe.format
+            width, height = probe.size
             probe.verify()
+        if width * height > MAX_PIXELS:
+            # A few KB of PNG can decode to hundreds of MB: refuse before decoding.
+            raise Invalid(_("照片像素太多（最多 2400 万像素）"), code="photo_too_large", fields={"photo": [_("太大")]})
         if kind not in ("JPEG", "PNG"):
             raise Invalid(_("只接受 JPG 或 PNG 照片"), code="bad_photo", fields={"photo": [_("格式不对")]})
         with Image.open(io.BytesIO(data)) as image:
@@ -56,6 +62,8 @@ def store_photo(data: bytes, village_id: int) -> str:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
         raise Invalid(_("无法识别这张照片"), code="bad_photo", fields={"photo": [_("请上传 JPG 或 PNG")]})
+    # Written before the transaction commits: if it rolls back, write_transaction removes them.
+    db.session().info.setdefault("new_files", []).extend([folder / f"{name}.jpg", folder / f"{name}_t.jpg"])
     return f"{village_id}/{name}.jpg"
 
 

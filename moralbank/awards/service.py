@@ -73,6 +73,8 @@ def revise_rule(rule: Rule, *, actor, **changes) -> Rule:
     """Edit a rule by adding a new version; awards already made keep their version's points."""
     village = db.session.get(Area, rule.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以修改积分清单"))
+    # Two committee members editing at once: the second waits here, then finds the rule inactive.
+    db.session.refresh(rule, with_for_update=True)
     if not rule.active:
         raise Conflict(_("这一项已停用或已有新版本"), code="rule_inactive")
     fields = {name: getattr(rule, name) for name in ("category", "title", "points", "cap_count", "cap_period",
@@ -406,10 +408,29 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str, *, idempotency_
         raise NotFound(_("找不到这笔积分"))
     village = db.session.get(Area, original.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以冲正"))
+    _check_reversible(original)
     posted = ledger.reverse(original, actor=actor, reason=reason, idempotency_key=idempotency_key)
     audit("ledger.reverse", actor=actor, village_id=village.id, target=original,
           detail={"reason": reason, "amount": original.amount, "reversal_id": posted.transfer.id})
     return posted.transfer
+
+
+def _check_reversible(original: Transfer) -> None:
+    """Settlements are money already paid: they are not reversed. A redemption of a month the
+    store has been paid for cannot be undone either (the statement and the payment would disagree)."""
+    from ..ledger.models import Account
+    from ..rankings.scores import periods_of
+    from ..stores.models import Settlement
+
+    if original.code == "settlement":
+        raise Conflict(_("结算记录不能冲正"), code="not_reversible")
+    if original.code == "redemption":
+        store_id = db.session.scalar(select(Account.store_id).where(Account.id == original.credit_account_id))
+        month = periods_of(original.created_at)[0]
+        settled = db.session.scalar(select(Settlement.id).where(Settlement.store_id == store_id,
+                                                                Settlement.period == month))
+        if settled is not None:
+            raise Conflict(_("%(month)s 已与商店结算，这笔兑换不能再冲正", month=month), code="period_settled")
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -114,6 +114,6 @@ def init_app(app, login_manager) -> None:
         if not user_id.isdigit():
             return None
         user = db.session.get(User, int(user_id))
-        if user is None or str(user.session_version) != version:
+        if user is None or not user.active or str(user.session_version) != version:
             return None
         return user

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from ..people.service import mask_name
 from .models import HouseholdCard, Item, Redemption, RedemptionCode, RedemptionLine, Settlement, Store
 
 CODE_DIGITS = 8
+#: points one redemption may move (far above any shop basket; keeps within the points column)
+MAX_REDEMPTION = 1_000_000
 #: failed PINs in a row that lock a paper card until it is re-issued
 CARD_PIN_LIMIT = 5
 #: how long a code unlocked from a paper card stays valid at the shop
@@ -326,6 +329,8 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
         total += points
     if total <= 0:
         raise Invalid(_("请选择商品或填写积分"), code="empty_cart")
+    if total > MAX_REDEMPTION:
+        raise Invalid(_("一次兑换最多 %(n)s 分", n=MAX_REDEMPTION), code="too_large", fields={"points": [_("太多")]})
     redemption = Redemption(village_id=store.village_id, store_id=store.id, household_id=household.id,
                             points=total, clerk_id=getattr(clerk, "id", None), lines=lines,
                             code_id=getattr(code, "id", None))
@@ -363,13 +368,21 @@ def balance_after(redemption: Redemption) -> int:
 
 # --- statements and settlement ---------------------------------------------------------------
 
+MONTH_RE = re.compile(r"^(20\d{2})-(0[1-9]|1[0-2])$")
+
+
+def check_month(period: str | None) -> str:
+    """A month exactly as ``YYYY-MM`` (2000–2099): one spelling per month, so a month has one
+    settlement key (``2026-010`` or ``2026-10 `` must not name October a second time)."""
+    if not isinstance(period, str) or not MONTH_RE.match(period):
+        raise Invalid(_("期间格式应为 2026-11"), code="bad_period", fields={"period": [_("格式不对")]})
+    return period
+
+
 def month_bounds(period: str) -> tuple[datetime, datetime]:
-    """UTC start and end of a calendar month ``YYYY-MM`` in the deployment's time zone."""
-    try:
-        year, month = (int(part) for part in period.split("-"))
-        start = datetime(year, month, 1, tzinfo=local_zone())
-    except (ValueError, AttributeError):
-        raise Invalid(_("期间格式应为 2026-11"), fields={"period": [_("格式不对")]})
+    """Start and end of a calendar month ``YYYY-MM`` in the deployment's time zone."""
+    year, month = (int(part) for part in check_month(period).split("-"))
+    start = datetime(year, month, 1, tzinfo=local_zone())
     end = (start + timedelta(days=32)).replace(day=1)
     return start, end
 
@@ -402,6 +415,7 @@ def _require_statement_reader(user: User, store: Store) -> Area:
 def statement(user: User, store: Store, period: str) -> Statement:
     """Every redemption at the store in a month, the points and the money owed; reads the ledger."""
     village = _require_statement_reader(user, store)
+    period = check_month(period)
     start, end = month_bounds(period)
     account = ledger.store_account(store.id)
     rows = db.session.execute(
@@ -439,6 +453,7 @@ def settle(actor: User, store: Store, period: str) -> Settlement:
     assert in_write_transaction()
     village = db.session.get(Area, store.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以结算"))
+    period = check_month(period)
     start, end = month_bounds(period)
     if end > utcnow():
         raise Invalid(_("%(period)s 还没结束，月底以后才能结算", period=period), code="period_open")

@@ -19,7 +19,7 @@ from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident, User
 from ..people.service import mask_name, village_by_code
-from .forms import committee_village, grid_village, new_form_key, submit_once
+from .forms import bounded_int, committee_village, form_int, form_ints, grid_village, new_form_key, submit_once
 
 bp = Blueprint("awards", __name__)
 
@@ -53,10 +53,7 @@ def _parse_date(text: str | None) -> date | None:
 
 
 def _int(text, field: str) -> int:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        raise Invalid(_("请选择%(what)s", what=field), fields={field: [_("必填")]})
+    return form_int(text, field)
 
 
 # --- grid manager ----------------------------------------------------------------------------
@@ -106,7 +103,7 @@ def propose():
             status = error.status
     return render_template("awards/propose.html", village=village, households=households, rules=rules,
                            form_key=new_form_key(), form=request.form, today=awards.today_local(),
-                           selected=request.args.get("household", type=int)), status
+                           selected=request.args.get("household", type=bounded_int)), status
 
 
 @bp.route("/grid/sheet", methods=["GET", "POST"])
@@ -118,12 +115,12 @@ def sheet():
     hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
     if not hamlets:
         abort(403)
-    hamlet_id = request.values.get("hamlet", type=int) or hamlets[0].id
+    hamlet_id = request.values.get("hamlet", type=bounded_int) or hamlets[0].id
     hamlet = next((h for h in hamlets if h.id == hamlet_id), None)
     if hamlet is None:
         abort(403)
     all_rules = [rule for rule in awards.active_rules(village)]
-    chosen_ids = [int(x) for x in request.values.getlist("rules") if x.isdigit()]
+    chosen_ids = form_ints(request.values.getlist("rules"))
     if not chosen_ids:
         chosen_ids = [rule.id for rule in all_rules if rule.category == "hygiene"][:4]
     chosen = [rule for rule in all_rules if rule.id in chosen_ids]
@@ -201,7 +198,7 @@ def review():
     """The review queue: approve or reject several awards at once."""
     village = committee_village()
     if request.method == "POST":
-        ids = [int(x) for x in request.form.getlist("award") if x.isdigit()]
+        ids = form_ints(request.form.getlist("award"))
         decision = request.form.get("decision")
         reason = request.form.get("reason", "")
         if not ids:
@@ -276,11 +273,9 @@ def _village_rule(village: Area, rule_id) -> Rule:
 
 def _rule_fields(form) -> dict:
     cap_count = (form.get("cap_count") or "").strip()
-    if cap_count and not cap_count.isdigit():
-        raise Invalid(_("上限次数应为正整数"), fields={"cap_count": [_("格式不对")]})
     return {"category": form.get("category"), "title": form.get("title", ""),
-            "points": _int(form.get("points"), "points"),
-            "cap_count": int(cap_count) if cap_count else None,
+            "points": form_int(form.get("points"), "points", signed=True),
+            "cap_count": form_int(cap_count, "cap_count") if cap_count else None,
             "cap_period": (form.get("cap_period") or None) if cap_count else None,
             "photo_required": bool(form.get("photo_required"))}
 
@@ -331,7 +326,7 @@ def audit_log():
     action = request.args.get("action", "").strip()
     if action:
         query = query.where(AuditEntry.action.startswith(action))
-    actor = request.args.get("actor", type=int)
+    actor = request.args.get("actor", type=bounded_int)
     if actor:
         query = query.where(AuditEntry.actor_id == actor)
     zone = local_zone()
@@ -342,9 +337,9 @@ def audit_log():
         if request.args.get("to"):
             end = datetime.combine(date.fromisoformat(request.args["to"]) + timedelta(days=1), time(), zone)
             query = query.where(AuditEntry.created_at < end)
-    except ValueError:
+    except (ValueError, OverflowError):
         flash(_("日期格式应为 2026-11-28"), "error")
-    before = request.args.get("before", type=int)
+    before = request.args.get("before", type=bounded_int)
     if before:
         query = query.where(AuditEntry.id < before)
     entries = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(PAGE + 1)).all()

@@ -20,7 +20,7 @@ from ..people.service import village_by_code
 from ..rankings import exports
 from ..rankings import service as rankings
 from ..rankings.models import RankingSnapshot
-from .forms import new_form_key, submit_once
+from .forms import bounded_int, new_form_key, submit_once
 
 bp = Blueprint("board", __name__)
 
@@ -37,7 +37,7 @@ def public_board(code):
     """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked."""
     village = village_by_code(code)
     period = request.args.get("period") or rankings.current_periods()["month"]
-    hamlet = request.args.get("hamlet", type=int)
+    hamlet = request.args.get("hamlet", type=bounded_int)
     try:
         lines = rankings.ranking(village, period, hamlet_id=hamlet, limit=100)
     except DomainError as error:
@@ -116,7 +116,7 @@ def resident_home_context(household: Household) -> dict:
 def history():
     """Every ledger line of the household, newest first, with the rule and reason."""
     household = _resident_household()
-    lines, cursor = transfer_history(household, before=request.args.get("before", type=int), limit=20)
+    lines, cursor = transfer_history(household, before=request.args.get("before", type=bounded_int), limit=20)
     return render_template("resident/history.html", lines=lines, cursor=cursor,
                            household=household_summary(household))
 
@@ -166,7 +166,7 @@ def dashboard():
 def publish():
     village = _staff_village(request.form.get("village"))
     period = request.form.get("period", "")
-    hamlet = request.form.get("hamlet", type=int)
+    hamlet = request.form.get("hamlet", type=bounded_int)
     try:
         def action():
             snapshot = rankings.publish(current_user, village, period, hamlet_id=hamlet,
@@ -208,7 +208,7 @@ def export(kind, fmt):
     try:
         period = rankings.check_period(period)
         if kind == "rankings":
-            rows = exports.ranking_rows(village, period, request.args.get("hamlet", type=int))
+            rows = exports.ranking_rows(village, period, request.args.get("hamlet", type=bounded_int))
         else:
             start, end = _period_bounds(period)
             rows = (exports.award_rows if kind == "awards" else exports.transfer_rows)(village, start, end)

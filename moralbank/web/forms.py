@@ -1,15 +1,42 @@
 """Helpers shared by the HTML views: one-time form submissions and the user's scope."""
 from __future__ import annotations
 
+import re
 import uuid
 
 from flask import abort, flash, redirect, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ..errors import Invalid
 from ..idempotency import request_body, run_once
 from ..people import access
 from ..people.models import Area
+
+
+_NUMBER = re.compile(r"[0-9]{1,15}")
+_SIGNED = re.compile(r"-?[0-9]{1,15}")
+
+
+def bounded_int(text) -> int:
+    """``int`` for ``request.args.get(type=…)``: ASCII digits only (not "²"), at most 15 of them, so
+    no value overflows a database integer; anything else is a ValueError (the argument is ignored)."""
+    if text is None or not _NUMBER.fullmatch(str(text).strip()):
+        raise ValueError(text)
+    return int(str(text).strip())
+
+
+def form_int(text, field: str, *, signed: bool = False) -> int:
+    """A whole number from a form field, or a readable 422 naming the field."""
+    value = "" if text is None else str(text).strip()
+    if not (_SIGNED if signed else _NUMBER).fullmatch(value):
+        raise Invalid(_("「%(field)s」要填整数", field=field), fields={field: [_("格式不对")]})
+    return int(value)
+
+
+def form_ints(values) -> list[int]:
+    """The whole numbers among repeated form values (ticked boxes), ignoring anything else."""
+    return [int(v) for v in values if _NUMBER.fullmatch(str(v).strip())]
 
 
 def new_form_key() -> str:

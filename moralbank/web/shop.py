@@ -20,7 +20,7 @@ from ..people.service import mask_name
 from ..stores import service as stores
 from ..stores.models import Item, Redemption, RedemptionCode, Store
 from ..stores.qr import qr_png
-from .forms import committee_village, new_form_key, submit_once
+from .forms import bounded_int, committee_village, form_int, new_form_key, submit_once
 
 bp = Blueprint("shop", __name__)
 
@@ -142,6 +142,7 @@ def redeem_page():
 
 @bp.post("/shop/redeem")
 @login_required
+@limiter.limit(_lookup_limit, key_func=lambda: f"code-lookup:{getattr(current_user, 'id', request.remote_addr)}")
 def redeem():
     """Confirm: the one atomic redemption; then the receipt."""
     store = _my_store()
@@ -150,14 +151,12 @@ def redeem():
         cart = []
         for key, value in request.form.items():
             if key.startswith("item-") and value.strip():
-                if not value.strip().isdigit():
-                    raise Invalid(_("数量要填数字"))
-                if int(value) > 0:
-                    cart.append((int(key[5:]), int(value)))
+                quantity = form_int(value, _("数量"))
+                if quantity > 0:
+                    cart.append((form_int(key[5:], "item"), quantity))
         points_text = request.form.get("points", "").strip()
-        if points_text and not points_text.isdigit():
-            raise Invalid(_("积分要填数字"))
-        points = int(points_text) if points_text and int(points_text) > 0 else None
+        points = form_int(points_text, _("积分")) if points_text else None
+        points = points if points else None
 
         def action():
             redemption = stores.redeem_with_code(current_user, store, text, items=cart, points=points)
@@ -199,7 +198,7 @@ def _local_midnight():
 @login_required
 def history():
     store = _my_store()
-    before = request.args.get("before", type=int)
+    before = request.args.get("before", type=bounded_int)
     query = select(Redemption).where(Redemption.store_id == store.id)
     if before:
         query = query.where(Redemption.id < before)
@@ -225,15 +224,14 @@ def shop_items():
     store = _my_store()
     if request.method == "POST":
         try:
-            item = db.session.get(Item, int(request.form.get("item_id", "0") or 0))
+            item = db.session.get(Item, form_int(request.form.get("item_id"), "item_id"))
             if item is None or item.store_id != store.id:
                 raise NotFound(_("找不到这件商品"))
             stock_text = request.form.get("stock", "").strip()
-            if not stock_text.isdigit():
-                raise Invalid(_("库存要填 0 或正整数"))
+            stock = form_int(stock_text, _("库存"))
 
             def action():
-                stores.update_item(current_user, item, stock=int(stock_text))
+                stores.update_item(current_user, item, stock=stock)
                 return {"redirect": url_for("shop.shop_items"),
                         "message": _("%(name)s 库存改为 %(n)s", name=item.name, n=stock_text)}
             return submit_once(action)
@@ -282,15 +280,12 @@ def committee_stores():
     if request.method == "POST":
         try:
             op = request.form.get("op")
-            store = db.session.get(Store, int(request.form.get("store_id", "0") or 0))
+            store = db.session.get(Store, form_int(request.form.get("store_id"), "store_id"))
             if store is None or store.village_id != village.id:
                 raise NotFound(_("找不到这个商店"))
 
             def number(name):
-                text = request.form.get(name, "").strip()
-                if not text.lstrip("-").isdigit():
-                    raise Invalid(_("%(field)s 要填整数", field=name))
-                return int(text)
+                return form_int(request.form.get(name), name)
             if op == "add":
                 fields = {"name": request.form.get("name", ""), "unit": request.form.get("unit", "件"),
                           "points": number("points"), "stock": number("stock")}
@@ -300,7 +295,7 @@ def committee_stores():
                     return {"redirect": url_for("shop.committee_stores"),
                             "message": _("已上架 %(name)s", name=item.name)}
             elif op == "edit":
-                item = db.session.get(Item, int(request.form.get("item_id", "0") or 0))
+                item = db.session.get(Item, form_int(request.form.get("item_id"), "item_id"))
                 if item is None or item.store_id != store.id:
                     raise NotFound(_("找不到这件商品"))
                 changes = {"name": request.form.get("name", ""), "points": number("points"),

@@ -87,10 +87,7 @@ def logout():
 @bp.get("/lang/<code>")
 def set_language(code):
     if code in current_app.config["LANGUAGES"]:
-        session["lang"] = code
-        if current_user.is_authenticated:
-            with write_transaction():
-                current_user.locale = code
+        session["lang"] = code  # the choice sticks in the session cookie; nothing is written
     return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
 
 
