@@ -197,7 +197,7 @@ def approve_award(award_id):
 @bp.post("/awards/<int:award_id>/reject")
 @token_required
 @doc("Reject with a reason (committee)", request=s.ReasonSchema, response=s.AwardSchema,
-     errors=(403, 404, 409), idempotent=True)
+     errors=(403, 404, 409), idempotent="optional")
 @idempotent_api(required=False)
 def reject_award(award_id):
     data = load_json(s.ReasonSchema())
@@ -207,7 +207,7 @@ def reject_award(award_id):
 @bp.post("/awards/<int:award_id>/objections")
 @token_required
 @doc("Object during public notice (residents of the village); the award becomes disputed",
-     request=s.ReasonSchema, response=s.AwardSchema, status=201, errors=(403, 404, 409), idempotent=True)
+     request=s.ReasonSchema, response=s.AwardSchema, status=201, errors=(403, 404, 409), idempotent="optional")
 @idempotent_api(required=False)
 def object_award(award_id):
     data = load_json(s.ReasonSchema())

@@ -46,7 +46,8 @@ def build_spec(app) -> dict:
             params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                       for name in rule.arguments]
             if meta["idempotent"]:
-                params.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                params.append({"name": "Idempotency-Key", "in": "header",
+                               "required": meta["idempotent"] != "optional",
                                "schema": {"type": "string", "maxLength": 128}})
             if params:
                 operation["parameters"] = params

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from ..database import write_transaction
+from ..database import utcnow, write_transaction
 from ..errors import NotFound
 from ..extensions import db, limiter
 from ..idempotency import idempotent_api
@@ -174,6 +174,8 @@ def _qr_response(code: str, kind: str) -> Response:
     record = stores.household_code(g.api_user, code)
     if record.consumed_at is not None or record.card_id is not None:
         raise NotFound(_("这个付款码已经用过了"), code="code_used")
+    if record.expires_at <= utcnow():
+        raise NotFound(_("这个付款码已过期，请刷新"), code="code_expired")
     url = stores.IssuedCode.of(record).url
     data, mimetype = (qr_png(url), "image/png") if kind == "png" else (qr_svg(url), "image/svg+xml")
     response = Response(data, mimetype=mimetype)

@@ -69,6 +69,8 @@ def new_code():
 @login_required
 def pay_qr(code):
     record = stores.household_code(current_user, code)
+    if record.consumed_at is not None or record.expires_at <= utcnow():
+        abort(404)  # a used or expired code has no picture to show
     response = send_file(io.BytesIO(qr_png(stores.IssuedCode.of(record).url)), mimetype="image/png", max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
     return response
