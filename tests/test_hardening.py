@@ -160,3 +160,17 @@ def test_a_deactivated_user_loses_the_web_session(app, client, auth):
         with write_transaction() as session:
             session.scalar(select(User).where(User.phone == PHONES["resident"])).active = False
     assert client.get("/home").status_code == 302
+
+
+def test_logins_and_failures_are_in_the_audit_log_with_the_phone_masked(app, client, auth):
+    from moralbank.audit.models import AuditEntry
+
+    auth.login("committee", password="wrong-password")
+    auth.login("committee")
+    with session_of(app) as session:
+        rows = session.execute(select(AuditEntry.action, AuditEntry.detail).where(
+            AuditEntry.action.like("auth.%")).order_by(AuditEntry.id)).all()
+    assert [action for action, _detail in rows][-2:] == ["auth.login_failed", "auth.login"]
+    assert all(detail["phone"] == "138****0001" for _action, detail in rows[-2:])
+    html = client.get("/committee/audit?action=auth").get_data(as_text=True)
+    assert "auth.login_failed" in html and "13800000001" not in html

@@ -65,7 +65,7 @@ def _failed(response) -> bool:
      response=s.TokenSchema, status=201, errors=(401, 429), public=True)
 def create_token():
     data = load_json(s.TokenRequestSchema())
-    user = authenticate(data["phone"], data["password"])
+    user = authenticate(data["phone"], data["password"], via="api")
     if user is None:
         raise Unauthorized(_("手机号或密码不对"), code="bad_credentials")
     token, record = issue_token(user)

@@ -42,18 +42,23 @@ def normalize_phone(phone) -> str:
     return digits
 
 
-def authenticate(phone, password) -> User | None:
-    """The active user with this phone and password, or None."""
+def authenticate(phone, password, *, via: str = "web") -> User | None:
+    """The active user with this phone and password, or None. Every attempt goes to the audit log
+    (the phone masked; an unknown phone and a wrong password look the same to the caller)."""
+    from ..audit.service import record as audit
+
     user = db.session.scalar(select(User).where(User.phone == normalize_phone(phone)))
-    if not check_password(user, str(password or "")):
-        return None
-    if not user.active:
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        # The hashing parameters were raised since this hash was made: store a fresh one.
-        with write_transaction():
+    accepted = check_password(user, str(password or "")) and user.active
+    village_id = next((grant.village_id for grant in user.grants if grant.village_id), None) if user else None
+    with write_transaction():
+        if accepted and _hasher.check_needs_rehash(user.password_hash):
+            # The hashing parameters were raised since this hash was made: store a fresh one.
             user.password_hash = hash_password(str(password))
-    return user
+        masked = normalize_phone(phone)
+        audit("auth.login" if accepted else "auth.login_failed", actor=user if accepted else None,
+              village_id=village_id, target=user,
+              detail={"via": via, "phone": (masked[:3] + "****" + masked[-4:]) if len(masked) >= 8 else "?"})
+    return user if accepted else None
 
 
 def _token_digest(token: str) -> str:
