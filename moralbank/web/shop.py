@@ -331,6 +331,8 @@ def statement(store_id):
     store = _statement_store(store_id)
     period = request.values.get("period") or stores.current_month()
     if request.method == "POST":
+        if not access.is_committee(current_user, db.session.get(Area, store.village_id)):
+            abort(403)  # readers of the statement (clerk, supervisor) do not settle
         try:
             def action():
                 settlement = stores.settle(current_user, store, period)
