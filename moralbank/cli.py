@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from functools import wraps
 
 import click
 from flask import current_app
@@ -17,21 +16,9 @@ ledger_cli = AppGroup("ledger", help="Check the ledger.")
 awards_cli = AppGroup("awards", help="Award housekeeping (for cron).")
 
 
-def in_default_locale(command):
-    """Run a command in the default language: there is no request to choose one, and the app's
-    locale selector reads the request, so a translated message would otherwise crash the command."""
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        from flask_babel import force_locale
-
-        with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
-            return command(*args, **kwargs)
-    return wrapper
-
 
 @click.command("seed-demo")
 @with_appcontext
-@in_default_locale
 @click.option("--if-empty", is_flag=True, help="only when the database holds no village at all (make run)")
 def seed_demo_command(if_empty):
     """Load the demo village (does nothing if it exists; refused in production)."""
@@ -50,7 +37,6 @@ def seed_demo_command(if_empty):
 
 @click.command("create-user")
 @with_appcontext
-@in_default_locale
 @click.option("--phone", required=True)
 @click.option("--name", required=True)
 @click.option("--role", required=True, type=click.Choice(["admin", "committee", "grid", "resident", "clerk",
@@ -103,7 +89,6 @@ def create_user_command(phone, name, role, village_code, hamlet_codes, household
 
 
 @ledger_cli.command("verify")
-@in_default_locale
 def ledger_verify_command():
     """Recompute every balance and score from the transfers; exit 1 on any discrepancy."""
     from .ledger.verify import verify
@@ -118,7 +103,6 @@ def ledger_verify_command():
 
 
 @awards_cli.command("post-due")
-@in_default_locale
 def awards_post_due_command():
     """Post approved awards whose public notice has ended."""
     from .awards.service import post_due
@@ -128,7 +112,6 @@ def awards_post_due_command():
 
 @click.command("import-households")
 @with_appcontext
-@in_default_locale
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--village", "village_code", required=True)
 def import_households_command(file, village_code):
@@ -152,7 +135,6 @@ def import_households_command(file, village_code):
 @click.command("backup")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 @with_appcontext
-@in_default_locale
 def backup_command(path):
     """Copy the database to PATH while the app runs (SQLite online backup), then verify the copy.
 

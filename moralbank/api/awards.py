@@ -39,11 +39,6 @@ def award_body(award: Award) -> dict:
     })
 
 
-def _member_of(village: Area) -> bool:
-    user = g.api_user
-    return access.is_staff(user, village) or any(grant.village_id == village.id for grant in user.grants)
-
-
 # --- villages --------------------------------------------------------------------------------
 
 @bp.patch("/villages/<code>")

@@ -5,9 +5,7 @@ from functools import wraps
 
 from flask import current_app, g, jsonify, request
 from flask_babel import gettext as _
-from sqlalchemy import select
 
-from ..database import write_transaction
 from ..errors import DomainError, NotFound
 from ..extensions import db, limiter
 from ..people import access

@@ -51,6 +51,8 @@ def authenticate(phone, password, *, via: str = "web") -> User | None:
     accepted = check_password(user, str(password or "")) and user.active
     village_id = next((grant.village_id for grant in user.grants if grant.village_id), None) if user else None
     with write_transaction():
+        if accepted:
+            user.last_login_at = utcnow()
         if accepted and _hasher.check_needs_rehash(user.password_hash):
             # The hashing parameters were raised since this hash was made: store a fresh one.
             user.password_hash = hash_password(str(password))
@@ -73,7 +75,6 @@ def issue_token(user: User) -> tuple[str, ApiToken]:
                       created_from=request.remote_addr if request else None)
     with write_transaction():
         db.session.add(record)
-        user.last_login_at = utcnow()
     return token, record
 
 

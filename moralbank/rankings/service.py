@@ -133,7 +133,7 @@ def monthly_scores(household: Household, months: int = 12) -> list[tuple[str, in
     now = utcnow().astimezone(local_zone())
     keys = []
     year, month = now.year, now.month
-    for _ in range(months):
+    for _step in range(months):
         keys.append(f"{year}-{month:02d}")
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     keys.reverse()

@@ -13,7 +13,7 @@ from ..audit.models import AuditEntry
 from ..awards import service as awards
 from ..awards.models import CAP_PERIODS, CATEGORIES, Award, Objection, Rule
 from ..awards.photos import photo_file
-from ..database import local_zone, utcnow, write_transaction
+from ..database import local_zone, utcnow
 from ..errors import DomainError, Invalid
 from ..extensions import db
 from ..people import access

@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from ..database import local_zone, utcnow, write_transaction
-from ..errors import DomainError, Invalid, NotFound
+from ..errors import DomainError, NotFound
 from ..extensions import db, limiter
 from ..people import access
 from ..people.models import Area, Household, Resident

@@ -10,12 +10,12 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from ..database import utcnow, write_transaction
+
 from ..extensions import db, limiter
 from ..i18n import N_
 from ..people import access
 from ..people.auth import authenticate, normalize_phone
-from ..people.models import Area, Household
+from ..people.models import Household
 from ..people.queries import household_page
 from ..stores.models import Store
 
@@ -59,8 +59,6 @@ def login():
     if form.validate_on_submit():
         user = authenticate(form.phone.data, form.password.data)
         if user is not None:
-            with write_transaction():
-                user.last_login_at = utcnow()
             # A fresh session (no fixation), keeping only the language the visitor chose.
             language = session.get("lang")
             session.clear()
