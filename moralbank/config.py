@@ -76,6 +76,10 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         # Behind a proxy that sets X-Forwarded-For/-Proto (production): how many hops to trust.
         "PROXY_FIX_HOPS": int(os.environ.get("PROXY_FIX_HOPS", "0")),
+        # Host names this server answers to (comma-separated, e.g. "jf.example.gov.cn,.example.gov.cn";
+        # a leading dot admits subdomains). Any other Host header gets 400. Unset: any host (development).
+        "TRUSTED_HOSTS": [host.strip() for host in os.environ.get("TRUSTED_HOSTS", "").split(",") if host.strip()]
+        or None,
         # SQLite waits this long for a lock before failing (ms).
         "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000")),
     }

@@ -45,7 +45,8 @@ def test_login_without_csrf_token_is_refused(client):
     assert client.get("/home").status_code == 302
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)",
+                                    "https:evil.example", "\\\\evil.example", "//evil.example"])
 def test_next_only_redirects_to_local_paths(client, auth, target):
     response = auth.login("committee", next_url=target)
     assert response.status_code == 302

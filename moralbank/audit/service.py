@@ -25,3 +25,28 @@ def record(action: str, *, actor=None, village_id=None, target=None, detail=None
     )
     db.session.add(entry)
     return entry
+
+
+def record_denial(reason: str) -> None:
+    """Log an authorisation refusal (a 403) in a transaction of its own, after rolling back
+    whatever the refused request had started (it changes nothing).
+
+    The route's pattern and its numeric arguments are kept, not the raw path, so a one-time token
+    in a URL (a payment code link) never reaches the log."""
+    from flask import current_app
+
+    from ..database import write_transaction
+    from ..people.auth import request_user
+
+    try:
+        db.session.rollback()
+        user = request_user()
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        arguments = {key: value for key, value in (request.view_args or {}).items() if isinstance(value, int)}
+        village_id = next((grant.village_id for grant in user.grants if grant.village_id), None) if user else None
+        with write_transaction():
+            record("auth.denied", actor=user, village_id=village_id,
+                   detail={"method": request.method, "route": rule, "args": arguments, "reason": reason})
+    except Exception:  # the refusal itself must still reach the user
+        db.session.rollback()
+        current_app.logger.exception("could not record an authorisation denial")

@@ -9,7 +9,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, g, request
 from flask_login import current_user
-from sqlalchemy import select
+from flask_babel import gettext as _
+from sqlalchemy import select, update
 
 from ..database import utcnow, write_transaction
 from ..extensions import db
@@ -49,7 +50,7 @@ def authenticate(phone, password, *, via: str = "web") -> User | None:
 
     user = db.session.scalar(select(User).where(User.phone == normalize_phone(phone)))
     accepted = check_password(user, str(password or "")) and user.active
-    village_id = next((grant.village_id for grant in user.grants if grant.village_id), None) if user else None
+    village_id = _village_of(user) if user else None
     with write_transaction():
         if accepted:
             user.last_login_at = utcnow()
@@ -81,6 +82,49 @@ def issue_token(user: User) -> tuple[str, ApiToken]:
 def revoke_token(record: ApiToken) -> None:
     with write_transaction():
         record.revoked_at = utcnow()
+
+
+def _end_sessions(user: User) -> int:
+    """Inside a write transaction: every web session (cookie) of ``user`` stops working and every
+    bearer token is revoked. Returns the number of tokens revoked."""
+    user.session_version = (user.session_version or 0) + 1
+    return db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                              .values(revoked_at=utcnow())).rowcount
+
+
+def log_out(user: User, *, via: str = "web") -> None:
+    """End the web session everywhere: a copied cookie is no use after logout (the session id carries
+    ``session_version``). API tokens are left alone: they are ended one by one (DELETE /auth/tokens/current)."""
+    from ..audit.service import record as audit
+
+    with write_transaction():
+        user.session_version = (user.session_version or 0) + 1
+        audit("auth.logout", actor=user, village_id=_village_of(user), target=user, detail={"via": via})
+
+
+def change_password(user: User, current: str, new: str, *, via: str = "web") -> None:
+    """Set a new password after checking the current one. Every session and token of the user ends;
+    the caller logs this device in again. Raises Invalid with the field at fault."""
+    from ..audit.service import record as audit
+    from ..errors import Invalid
+    from .passwords import password_problem
+
+    if not check_password(user, str(current or "")):
+        raise Invalid(_("原密码不对"), fields={"current_password": [_("原密码不对")]})
+    problem = password_problem(new, phone=user.phone)
+    if problem is None and new == current:
+        problem = _("新密码不能和原密码一样")
+    if problem:
+        raise Invalid(problem, fields={"new_password": [problem]})
+    with write_transaction():
+        user.password_hash = hash_password(new)
+        tokens = _end_sessions(user)
+        audit("auth.password_changed", actor=user, village_id=_village_of(user), target=user,
+              detail={"via": via, "tokens_revoked": tokens})
+
+
+def _village_of(user: User) -> int | None:
+    return next((grant.village_id for grant in user.grants if grant.village_id), None)
 
 
 def user_from_bearer() -> tuple[User | None, ApiToken | None]:

@@ -11,10 +11,10 @@ from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..ledger import service as ledger
 from .auth import hash_password, normalize_phone
+from .passwords import password_problem
 from .models import ROLES, Area, Household, Resident, RoleGrant, User
 
 PHONE_RE = re.compile(r"^1\d{10}$")
-MIN_PASSWORD = 8
 
 
 def village_by_code(code: str) -> Area:
@@ -113,8 +113,9 @@ def create_user(*, phone: str, name: str, password: str, role: str, area: Area |
         raise Invalid(_("手机号应为 11 位数字"), fields={"phone": [_("格式不对")]})
     if role not in ROLES:
         raise Invalid(_("未知角色 %(role)s", role=role), fields={"role": [", ".join(ROLES)]})
-    if len(password or "") < MIN_PASSWORD:
-        raise Invalid(_("密码至少 %(n)s 位", n=MIN_PASSWORD), fields={"password": [_("太短")]})
+    problem = password_problem(password, phone=phone)
+    if problem:
+        raise Invalid(problem, fields={"password": [problem]})
     if db.session.scalar(select(User.id).where(User.phone == phone)) is not None:
         raise Conflict(_("手机号 %(phone)s 已注册", phone=phone), code="phone_taken")
     if household is not None and area is not None and household.village_id != area.id:

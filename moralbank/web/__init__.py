@@ -1,10 +1,12 @@
 """HTML pages: thin views over the same services as the API."""
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import Response, render_template, request
+from flask.globals import request_ctx
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from ..audit.service import record_denial
 from ..errors import DomainError
 
 
@@ -77,6 +79,8 @@ def init_app(app) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(error: DomainError):
+        if error.status == 403:
+            record_denial(error.code)
         if api_errors.is_api_request():
             return api_errors.domain_error(error)
         return render_template("error.html", status=error.status, message=error.message), error.status
@@ -89,8 +93,13 @@ def init_app(app) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
+        if error.code == 403:
+            record_denial(error.__class__.__name__)
         if api_errors.is_api_request():
             return api_errors.http_error(error)
+        if request_ctx.url_adapter is None:
+            # The request never got as far as routing (a Host not in TRUSTED_HOSTS): no page to draw.
+            return Response(f"{error.code} {error.name}\n", status=error.code, mimetype="text/plain")
         if error.code == 429:
             from flask_babel import gettext as _
             return render_template("error.html", status=429, message=_("操作太频繁，请稍后再试")), 429

@@ -8,13 +8,14 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 
 from ..extensions import db, limiter
 from ..i18n import N_
 from ..people import access
-from ..people.auth import authenticate, normalize_phone
+from ..errors import Invalid
+from ..people.auth import authenticate, change_password, log_out, normalize_phone
 from ..people.models import Household
 from ..people.queries import household_page
 from ..stores.models import Store
@@ -76,10 +77,55 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    log_out(current_user._get_current_object())
     logout_user()
     session.clear()
     flash(_("已退出"), "info")
     return redirect(url_for("web.login"))
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("current_password", validators=[DataRequired(message=N_("请输入原密码")),
+                                                                     Length(max=256)])
+    new_password = PasswordField("new_password", validators=[DataRequired(message=N_("请输入新密码")),
+                                                             Length(max=256)])
+    confirm = PasswordField("confirm", validators=[DataRequired(message=N_("请再输入一次新密码")),
+                                                   EqualTo("new_password", message=N_("两次输入的新密码不一样"))])
+
+
+def _password_attempt_failed(response) -> bool:
+    return request.method == "POST" and response.status_code == 422
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
+               key_func=lambda: f"password-change:{current_user.id}", deduct_when=_password_attempt_failed,
+               methods=["POST"])
+def password():
+    """Change one's own password. Every other session and API token of the account ends; this
+    device stays logged in with a fresh session."""
+    form = PasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        try:
+            change_password(user, form.current_password.data, form.new_password.data)
+        except Invalid as error:
+            for name, messages in error.fields.items():
+                getattr(form, name).errors = list(messages)
+            status = 422
+        else:
+            language = session.get("lang")
+            session.clear()
+            if language:
+                session["lang"] = language
+            login_user(user)
+            flash(_("密码已修改。其他手机和电脑上的登录已退出。"), "info")
+            return redirect(url_for("web.home"))
+    elif request.method == "POST":
+        status = 422
+    return render_template("password.html", form=form), status
 
 
 @bp.get("/lang/<code>")
