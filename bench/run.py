@@ -137,7 +137,7 @@ def time_award_posting(path: Path, count: int = 300) -> dict:
     from sqlalchemy import select
 
     from moralbank.awards.models import Award, Rule
-    from moralbank.awards.service import post_award
+    from moralbank.awards.service import post_award_id
     from moralbank.database import utcnow, write_transaction
     from moralbank.extensions import db
     from moralbank.people.models import Area, Household
@@ -163,7 +163,7 @@ def time_award_posting(path: Path, count: int = 300) -> dict:
         for award_id in ids[:count]:
             started = time.perf_counter()
             with write_transaction():
-                post_award(db.session.get(Award, award_id))
+                post_award_id(award_id)  # what `flask awards post-due` runs per award
             service_times.append(time.perf_counter() - started)
         issuance = db.session.execute(db.text("SELECT id FROM accounts WHERE village_id = :v AND kind = 'issuance'"),
                                       {"v": village.id}).scalar()

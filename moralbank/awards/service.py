@@ -13,13 +13,14 @@ caller (API resource, web view, CLI) only translates input and output.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..audit.service import record as audit
-from ..database import in_write_transaction, local_zone, utcnow, write_transaction
+from ..database import UTCDateTime, in_write_transaction, local_zone, utcnow, write_transaction
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..i18n import N_
@@ -346,25 +347,73 @@ def object_to(actor: User, award_id: int, reason: str) -> Award:
 # --- posting ---------------------------------------------------------------------------------
 
 def post_award(award: Award, *, actor=None, at: datetime | None = None) -> Award:
-    """Move an approved award's points through the ledger and mark it posted (idempotent)."""
+    """Move an approved award's points through the ledger and mark it posted (idempotent).
+    The caller holds the award (``_lock_award``) and may have just approved it in memory."""
     assert in_write_transaction()
     if award.status == "posted":
         return award
     if award.status != "approved":
         raise Invalid(_("只有已通过的记录才能入账"), code="not_postable")
-    rule = db.session.get(Rule, award.rule_id)
-    reason = rule.title if award.quantity == 1 else f"{rule.title} ×{award.quantity}"
-    if award.points > 0:
-        credit, debit = ledger.household_and_village_account(award.household_id, award.village_id, "issuance")
+    if award in db.session.dirty:
+        db.session.flush()  # the approval made a moment ago, so the claim below sees it
+    if post_award_id(award.id, actor=actor, at=at) is None:
+        # Another transaction moved it first (a caller that did not lock the award): posted is fine.
+        db.session.refresh(award)
+        if award.status != "posted":
+            raise Invalid(_("只有已通过的记录才能入账"), code="not_postable")
+    return award
+
+
+_POSTING: dict = {}
+
+
+def _posting_statements() -> dict:
+    """The posting hot path's statements, built once per dialect (see the ledger's ``_statements``)."""
+    connection = db.session.connection()
+    dialect = connection.dialect.name
+    if dialect not in _POSTING:
+        awards, rules = Award.__table__, Rule.__table__
+        _POSTING[dialect] = {
+            # Claims the award: only one transaction moves it from approved to posted.
+            "claim": update(awards).where(awards.c.id == bindparam("award_id"), awards.c.status == "approved",
+                                          awards.c.notice_ends_at <= bindparam("due", type_=UTCDateTime()))
+            .values(status="posted", posted_at=bindparam("at", type_=UTCDateTime()))
+            .returning(awards.c.village_id, awards.c.household_id, awards.c.points, awards.c.quantity,
+                       select(rules.c.title).where(rules.c.id == awards.c.rule_id).scalar_subquery()),
+        }
+    return _POSTING[dialect]
+
+
+def post_award_id(award_id: int, *, actor=None, at: datetime | None = None,
+                  due: datetime | None = None) -> tuple[int, int] | None:
+    """Post one approved award whose notice has ended (by ``due``, default always): claim it with a
+    conditional UPDATE, move its points through the ledger. Core statements only, nothing for the ORM
+    to flush. Returns (village id, points), or None when the award was not (or no longer) waiting."""
+    assert in_write_transaction()
+    when = at or utcnow()
+    claimed = db.session.connection().execute(_posting_statements()["claim"], {
+        "award_id": award_id, "at": when, "due": due or _FAR_FUTURE}).one_or_none()
+    if claimed is None:
+        return None
+    village_id, household_id, points, quantity, title = claimed
+    reason = title if quantity == 1 else f"{title} ×{quantity}"
+    if points > 0:
+        credit, debit = ledger.household_and_village_account(household_id, village_id, "issuance")
         code = "award"
     else:
-        debit, credit = ledger.household_and_village_account(award.household_id, award.village_id, "sink")
+        debit, credit = ledger.household_and_village_account(household_id, village_id, "sink")
         code = "deduction"
-    ledger.transfer(debit=debit, credit=credit, amount=abs(award.points), code=code,
-                    idempotency_key=f"award:{award.id}", actor=actor, reason=reason, award_id=award.id, at=at)
-    award.status = "posted"
-    award.posted_at = at or utcnow()
-    return award
+    ledger.transfer(debit=debit, credit=credit, amount=abs(points), code=code,
+                    idempotency_key=f"award:{award_id}", actor=actor, reason=reason, award_id=award_id, at=when)
+    cached = db.session.identity_map.get(db.session.identity_key(Award, award_id))
+    if cached is not None:  # the caller's copy of the award, brought up to date without a read
+        set_committed_value(cached, "status", "posted")
+        set_committed_value(cached, "posted_at", when)
+    return village_id, points
+
+
+#: "due" for a caller that has already decided the award is due
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 def record_award(household: Household, rule: Rule, *, proposer=None, approver=None, quantity: int = 1,
@@ -389,11 +438,12 @@ def post_due(now: datetime | None = None, *, actor=None) -> int:
     posted = 0
     for award_id in ids:
         with write_transaction():
-            award = _lock_award(award_id)
-            if award.status == "approved" and award.notice_ends_at <= now:
-                post_award(award, actor=actor)
-                audit("award.post", actor=actor, village_id=award.village_id, target=award,
-                      detail={"points": award.points})
+            # The claim re-checks status and date: an objection that came in meanwhile wins.
+            posted_now = post_award_id(award_id, actor=actor, due=now)
+            if posted_now is not None:
+                village_id, points = posted_now
+                audit("award.post", actor=actor, village_id=village_id, target_type="award", target_id=award_id,
+                      detail={"points": points})
                 posted += 1
     return posted
 

@@ -98,12 +98,21 @@ def store_account(store_id: int) -> Account:
     return account
 
 
-def household_and_village_account(household_id: int, village_id: int, kind: str) -> tuple[Account, Account]:
-    """A household's account and its village's issuance account or sink, in one query."""
+_ACCOUNT_PAIR: dict = {}
+
+
+def household_and_village_account(household_id: int, village_id: int, kind: str):
+    """A household's account and its village's issuance account or sink, in one query. They come as
+    read-only rows (id, village_id, kind, household_id, balance), which is all ``transfer`` needs."""
     assert kind in ("issuance", "sink")
-    found = db.session.scalars(select(Account).where(
-        (Account.household_id == household_id)
-        | ((Account.village_id == village_id) & (Account.kind == kind)))).all()
+    if not _ACCOUNT_PAIR:
+        table = Account.__table__
+        _ACCOUNT_PAIR["select"] = select(table.c.id, table.c.village_id, table.c.kind, table.c.household_id,
+                                         table.c.balance).where(
+            (table.c.household_id == bindparam("household_id"))
+            | ((table.c.village_id == bindparam("village_id")) & (table.c.kind == bindparam("kind"))))
+    found = db.session.connection().execute(_ACCOUNT_PAIR["select"], {
+        "household_id": household_id, "village_id": village_id, "kind": kind}).all()
     household = next((a for a in found if a.household_id == household_id), None)
     system = next((a for a in found if a.kind == kind and a.village_id == village_id), None)
     if household is None or household.village_id != village_id:
@@ -159,7 +168,10 @@ def _apply_to_balance(account: Account, delta: int, *, guard: bool) -> int:
                                                               "delta": delta}).scalar_one_or_none()
     if new_balance is None:
         raise InsufficientPoints(_("积分不足"))
-    set_committed_value(account, "balance", new_balance)
+    # The session's copy of the account, if it holds one (``account`` may be a plain row): keep it current.
+    cached = db.session.identity_map.get(db.session.identity_key(Account, account.id))
+    if cached is not None:
+        set_committed_value(cached, "balance", new_balance)
     return new_balance
 
 
