@@ -385,7 +385,7 @@ def household_card(household_id):
             with write_transaction():
                 card, token = stores.issue_card(current_user, household, request.form.get("pin", ""))
             url = url_for("shop.card_page", t=token, _external=True)
-            qr = base64.b64encode(qr_png(url, scale=6)).decode()
+            qr = base64.b64encode(qr_png(url)).decode()
             return render_template("shop/card_print.html", household=household, village=village, qr=qr,
                                    head=household.head.name if household.head else "")
         except DomainError as error:
