@@ -533,12 +533,20 @@ def unlock_card(clerk: User, store: Store, token: str, pin: str) -> IssuedCode:
     assert not in_write_transaction(), "unlock_card commits failed attempts itself"
     from ..database import write_transaction
 
+    _require_clerk(clerk, store)
+    card = card_for_token(store, token)
+    if card.failed_pins >= CARD_PIN_LIMIT:
+        raise Forbidden(_("密码错误次数太多，卡已锁定，请到村委会重新办卡"), code="card_locked")
+    # The argon2 check (~50 ms) runs before the write transaction, so SQLite's write lock is not held
+    # through it; the lock state is checked again inside, so a card locked meanwhile stays locked.
+    accepted = check_password(_PinHolder(card.pin_hash), str(pin or ""))
+    db.session.rollback()
     with write_transaction():
-        _require_clerk(clerk, store)
-        card = card_for_token(store, token)
+        card = db.session.get(HouseholdCard, card.id, with_for_update=True, populate_existing=True)
+        if card.revoked_at is not None:
+            raise Conflict(_("这张卡已停用，请到村委会补办"), code="card_revoked")
         if card.failed_pins >= CARD_PIN_LIMIT:
             raise Forbidden(_("密码错误次数太多，卡已锁定，请到村委会重新办卡"), code="card_locked")
-        accepted = check_password(_PinHolder(card.pin_hash), str(pin or ""))
         if accepted:
             card.failed_pins = 0
             issued = _new_code(db.session.get(Household, card.household_id), CARD_CODE_TTL, creator=clerk,
