@@ -4,12 +4,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, g, request
-from flask_login import current_user
 from flask_babel import gettext as _
+from flask_login import current_user
 from sqlalchemy import select, update
 
 from ..database import utcnow, write_transaction
@@ -17,8 +18,13 @@ from ..extensions import db
 from .models import ApiToken, User
 
 _hasher = PasswordHasher()  # argon2id, the library's current defaults
-#: a real hash to verify against when the phone is unknown, so timing does not tell
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A real hash to verify against when the phone is unknown, so timing does not tell. Made on first
+    use, not at import (it costs as much as a login, in every worker that starts)."""
+    return _hasher.hash("not-a-real-password")
 
 
 def hash_password(password: str) -> str:
@@ -29,7 +35,7 @@ def hash_password(password: str) -> str:
 def check_password(user: User | None, password: str) -> bool:
     """True when ``password`` matches ``user.password_hash`` (also used for card PINs). Changes nothing."""
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
     return user is not None
