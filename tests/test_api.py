@@ -715,3 +715,148 @@ def test_failed_action_leaves_no_record_so_a_retry_runs(idem):
     assert (status, replayed) == (201, False) and idem.calls == 2
     assert idem.effects() == 1 and len(idem.records(key)) == 1
     assert idem.run(key, {"a": 1})[2] is True
+
+
+# --- found by fuzzing the API (tests/test_fuzz_api.py); each failed before its fix ----------------------------------
+
+PAST_CONVERTER = 2**53 + 1  # refused by the app's <int:> converter
+PAST_INT4 = 2**31  # past the INTEGER id columns: on PostgreSQL the query itself failed, a 500
+
+
+@pytest.mark.parametrize("method, path", [
+    ("delete", f"/api/v1/households/{PAST_CONVERTER}/cards"),  # POST has a rule on the same path
+    ("post", f"/api/v1/stores/{PAST_CONVERTER}/items"),  # …and GET here
+    ("get", f"/api/v1/stores/{PAST_CONVERTER}/redemptions"),  # …and POST here
+])
+def test_an_id_past_the_converter_is_404_even_where_the_path_has_another_method(client, api, method, path):
+    # Werkzeug answered 405 (Allow: POST) because the other method's rule matched the same path.
+    response = getattr(client, method)(path, headers=api.headers("committee", **{"Idempotency-Key": "k1"}), json={})
+    assert_envelope(response, 404, "not_found")
+    assert "Allow" not in response.headers
+
+
+def test_a_wrong_method_is_still_405_with_allow(client, api):
+    response = client.put("/api/v1/stores/1/items", headers=api.headers("committee"), json={})
+    assert_envelope(response, 405, "method_not_allowed")
+    assert {"GET", "POST"} <= {method.strip() for method in response.headers["Allow"].split(",")}
+
+
+@pytest.mark.parametrize("path", [
+    f"/api/v1/households/{PAST_INT4}", f"/api/v1/households/{PAST_INT4}/transfers", f"/api/v1/awards/{PAST_INT4}",
+    f"/api/v1/ranking-snapshots/{PAST_INT4}", f"/api/v1/stores/{PAST_INT4}/items",
+    f"/api/v1/stores/{PAST_INT4}/statement",
+])
+def test_path_ids_past_an_integer_column_are_404(client, api, path):
+    assert_envelope(client.get(path, headers=api.headers("committee")), 404)
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("patch", f"/api/v1/items/{PAST_INT4}", {"stock": 1}),
+    ("patch", f"/api/v1/rules/{PAST_INT4}", {"title": "x"}),
+    ("post", f"/api/v1/awards/{PAST_INT4}/approve", None),
+    ("post", f"/api/v1/transfers/{PAST_INT4}/reversal", {"reason": "x"}),
+    ("post", f"/api/v1/households/{PAST_INT4}/cards", {"pin": "1234"}),
+    ("delete", f"/api/v1/households/{PAST_INT4}/cards", None),
+])
+def test_writes_to_ids_past_an_integer_column_are_404(client, api, method, path, body):
+    headers = api.headers("committee", **{"Idempotency-Key": uuid.uuid4().hex})
+    assert_envelope(getattr(client, method)(path, headers=headers, json=body), 404)
+
+
+@pytest.mark.parametrize("path", [
+    f"/api/v1/stores/1/redemptions?before={PAST_INT4}",  # was read with bounded_int (15 digits): a 500
+    f"/api/v1/villages/BLM/awards?household_id={PAST_INT4}",
+    f"/api/v1/villages/BLM/awards?before={PAST_INT4}",
+    f"/api/v1/villages/BLM/households?after={PAST_INT4}",
+])
+def test_query_ids_past_an_integer_column_are_422(api, path):
+    assert_envelope(api.get(path, "committee"), 422, "invalid")
+
+
+def test_body_ids_past_an_integer_column_are_422(api):
+    error = assert_envelope(api.post("/api/v1/awards", "committee", json={"household_id": 1, "rule_id": PAST_INT4}),
+                            422, "invalid")
+    assert "rule_id" in error["fields"]
+    store = api.get("/api/v1/me", "clerk").get_json()["store"]["id"]
+    body = {"code": "12345678", "items": [{"item_id": PAST_INT4, "quantity": 1}]}
+    assert_envelope(api.post(f"/api/v1/stores/{store}/redemptions", "clerk", json=body), 422, "invalid")
+
+
+def test_redemption_list_paging_is_validated(api):
+    store = api.get("/api/v1/me", "clerk").get_json()["store"]["id"]
+    first = api.get(f"/api/v1/stores/{store}/redemptions?limit=2", "clerk").get_json()
+    assert len(first["items"]) == 2 and first["next"]
+    following = api.get(f"/api/v1/stores/{store}/redemptions?limit=2&before={first['next']}", "clerk").get_json()
+    assert following["items"][0]["id"] < first["items"][-1]["id"]
+    for query in ("limit=0", "limit=201", "before=0", "before=x"):
+        assert_envelope(api.get(f"/api/v1/stores/{store}/redemptions?{query}", "clerk"), 422, "invalid")
+
+
+def test_a_month_with_a_final_newline_or_other_digits_is_not_a_second_settlement(app, api):
+    # The period was checked with a "$"-anchored \d pattern: "2026-10\n" (and "20２６-10") passed and
+    # settled October a second time, paying the store twice.
+    from zoneinfo import ZoneInfo
+
+    from moralbank.database import utcnow
+    from moralbank.stores.models import Settlement
+
+    first = utcnow().astimezone(ZoneInfo("Asia/Shanghai")).replace(day=1)
+    month = (first - timedelta(days=1)).strftime("%Y-%m")
+    store = api.get("/api/v1/me", "clerk").get_json()["store"]["id"]
+    fullwidth = month[:2] + chr(ord(month[2]) + 0xFEE0) + month[3:]
+    for spelling in (month + "\n", fullwidth):
+        response = api.post(f"/api/v1/stores/{store}/settlements", "committee", json={"period": spelling})
+        assert_envelope(response, 422, "invalid")
+    assert api.post(f"/api/v1/stores/{store}/settlements", "committee", json={"period": month}).status_code == 201
+    again = api.post(f"/api/v1/stores/{store}/settlements", "committee", json={"period": month + "\n"})
+    assert_envelope(again, 422, "invalid")
+    assert_envelope(api.get(f"/api/v1/stores/{store}/statement?period={month}%0A", "committee"), 422, "invalid")
+    with session_of(app) as session:
+        assert session.scalar(select(func.count()).select_from(Settlement)
+                              .where(Settlement.store_id == store)) == 1
+
+
+def test_a_pin_is_plain_digits_without_a_final_newline(api):
+    for pin in ("1234\n", "１２３４"):
+        assert_envelope(api.post("/api/v1/households/1/cards", "committee", json={"pin": pin}), 422, "invalid")
+
+
+def test_me_of_a_supervisor_conforms_to_the_document(client, api):
+    # The document said Me has no other properties; a supervisor's answer carried "villages" too.
+    me = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Me"]
+    body = api.get("/api/v1/me", "supervisor").get_json()
+    assert set(body) <= set(me["properties"]), set(body) - set(me["properties"])
+    assert sorted(body["villages"]) == ["BLM", "XLC"]
+
+
+def test_openapi_tells_the_truth_about_parameters_and_answers(client):
+    from moralbank.api.schemas import ID_MAX
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            label = f"{method.upper()} {path}"
+            responses = set(operation["responses"])
+            params = operation.get("parameters", [])
+            for param in params:
+                if param["in"] == "path" and param["name"].endswith("_id"):
+                    assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": ID_MAX}, label
+                if param["in"] == "query":  # a query string has no null
+                    assert "nullable" not in param["schema"] and None not in param["schema"].get("enum", []), label
+            if "security" in operation:
+                assert "401" in responses, label
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= responses, label
+            if any(param["in"] == "query" for param in params):
+                assert "422" in responses, label
+            key = next((param for param in params if param["name"] == "Idempotency-Key"), None)
+            if key is not None:
+                assert "422" in responses, label  # a missing or overlong key
+            for status, answer in operation["responses"].items():
+                if status.startswith("2") and status != "204":
+                    assert answer.get("content"), f"{label} {status} has no documented body"
+    approve = spec["paths"]["/awards/{award_id}/approve"]["post"]["parameters"]
+    assert next(p for p in approve if p["name"] == "Idempotency-Key")["required"] is True
+    reject = spec["paths"]["/awards/{award_id}/reject"]["post"]["parameters"]
+    assert next(p for p in reject if p["name"] == "Idempotency-Key")["required"] is False
+    assert "image/png" in spec["paths"]["/redemption-codes/{code}/qr.png"]["get"]["responses"]["200"]["content"]

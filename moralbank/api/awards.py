@@ -67,11 +67,12 @@ def patch_village(code):
 @bp.get("/villages/<code>/rules")
 @token_required
 @doc("The village's rule catalogue (active items; ?all=1 includes old versions)", response=s.RuleListSchema,
-     errors=(403, 404))
+     errors=(404,), query=s.RuleListArgsSchema)
 def list_rules(code):
     village = village_by_code(code)  # any logged-in user may read a catalogue (SPEC §6)
+    args = s.RuleListArgsSchema().load(request.args)
     query = select(Rule).where(Rule.village_id == village.id)
-    if request.args.get("all") != "1":
+    if not args["all"]:
         query = query.where(Rule.active.is_(True))
     rules = db.session.scalars(query.order_by(Rule.category, Rule.id)).all()
     return jsonify({"items": [rule_body(rule) for rule in rules], "next": None})
@@ -95,8 +96,8 @@ def create_rule(code):
 
 @bp.patch("/rules/<int:rule_id>")
 @token_required
-@doc("Edit a rule: makes a new version (201 with it); {active: false} retires it (committee)",
-     request=s.RulePatchSchema, response=s.RuleSchema, errors=(403, 404, 409))
+@doc("Edit a rule: makes a new version (201 with it); {active: false} retires it (200) (committee)",
+     request=s.RulePatchSchema, response=s.RuleSchema, status=(200, 201), errors=(403, 404, 409))
 def patch_rule(rule_id):
     rule = db.session.get(Rule, rule_id)
     if rule is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import RequestRedirect
 
 from ..errors import DomainError
 
@@ -34,7 +35,27 @@ def validation_error(error: ValidationError):
     return envelope("invalid", _("输入有误，请检查标出的字段"), 422, fields)
 
 
+def _routable_with_another_method(error: HTTPException) -> bool:
+    """Whether the path of a 405 really routes with one of the methods it lists.
+
+    Werkzeug answers 405 when a path's rule for this method refuses a value (``<int:>`` past its
+    maximum) and the same path has a rule for another method: that is a 404, not a 405.
+    """
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    for method in getattr(error, "valid_methods", None) or ():
+        try:
+            adapter.match(method=method)
+        except RequestRedirect:  # routes, after a redirect
+            return True
+        except HTTPException:
+            continue
+        return True
+    return False
+
+
 def http_error(error: HTTPException):
+    if error.code == 405 and not _routable_with_another_method(error):
+        error = NotFound()
     status = error.code or 500
     messages = {
         400: _("请求格式不对"), 401: _("请先登录"), 403: _("没有权限"), 404: _("找不到"),

@@ -5,24 +5,71 @@ URL map, so a route cannot exist without appearing here.
 """
 from __future__ import annotations
 
+import copy
 import re
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import current_app, jsonify
+from werkzeug.routing import IntegerConverter
 
+from ..idempotency import MAX_KEY_LENGTH
 from . import bp
 from . import schemas as s
+from .schemas import ID_MAX
 
 
-def doc(summary: str, *, request=None, response=None, status: int = 200, errors=(), public=False,
-        query=None, idempotent=False):
-    """Attach OpenAPI metadata to a view function."""
+def doc(summary: str, *, request=None, response=None, status: int | tuple[int, ...] = 200, errors=(), public=False,
+        query=None, idempotent=False, media: str | None = None):
+    """Attach OpenAPI metadata to a view function.
+
+    ``errors`` lists the statuses the view itself answers (403, 404, 409, 429); the ones every
+    operation of a kind can answer are added by :func:`build_spec` (400/413/422 with a body, 422
+    with a query schema or an Idempotency-Key, 401 without ``public``). ``media`` is the
+    response's type when it is not JSON (a QR image). ``status`` may be a tuple when the view
+    answers more than one success status with the same body.
+    """
     def decorator(view):
         view._openapi = {"summary": summary, "request": request, "response": response, "status": status,
-                         "errors": errors, "public": public, "query": query, "idempotent": idempotent}
+                         "errors": errors, "public": public, "query": query, "idempotent": idempotent,
+                         "media": media}
         return view
     return decorator
+
+
+ERROR_DESCRIPTIONS = {
+    400: "invalid_json: the body is not a JSON object (or holds characters that are not UTF-8)",
+    401: "unauthorized: no valid bearer token",
+    403: "forbidden: not allowed for this user",
+    404: "not_found",
+    409: "conflict (e.g. already decided, code used, idempotency_conflict)",
+    413: "too_large: the body is over the size limit",
+    422: "invalid: per-field messages in error.fields",
+    429: "rate_limited: try again later",
+}
+
+
+def _path_parameter(rule, name: str) -> dict:
+    converter = rule._converters[name]
+    if isinstance(converter, IntegerConverter):
+        # ids start at 1 and are INTEGER columns; a larger number is a 404 (see ids_within_columns)
+        schema = {"type": "integer", "minimum": 1, "maximum": min(converter.max or ID_MAX, ID_MAX)}
+    else:
+        schema = {"type": "string", "minLength": 1}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _plain_query_parameters(parameters: list) -> None:
+    """A query string has no null: optional query parameters are absent, not ``null``."""
+    for parameter in parameters:
+        if parameter.get("in") != "query":
+            continue
+        schema = parameter.get("schema", {})
+        if schema.pop("nullable", None):
+            if "enum" in schema:
+                schema["enum"] = [value for value in schema["enum"] if value is not None]
+            if schema.get("default", 0) is None:
+                del schema["default"]
 
 
 def build_spec(app) -> dict:
@@ -43,12 +90,14 @@ def build_spec(app) -> dict:
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule[len("/api/v1"):])
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             operation: dict = {"summary": meta["summary"], "responses": {}}
-            params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                      for name in rule.arguments]
+            params = [_path_parameter(rule, name) for name in sorted(rule.arguments)]
             if meta["idempotent"]:
-                params.append({"name": "Idempotency-Key", "in": "header",
-                               "required": meta["idempotent"] != "optional",
-                               "schema": {"type": "string", "maxLength": 128}})
+                required = meta["idempotent"] != "optional"
+                params.append({"name": "Idempotency-Key", "in": "header", "required": required,
+                               "description": "unique per request; a repeat replays the first answer"
+                                              + ("" if required else " (an empty key is no key)"),
+                               "schema": {"type": "string", "minLength": 1 if required else 0,
+                                          "maxLength": MAX_KEY_LENGTH}})
             if params:
                 operation["parameters"] = params
             if meta["query"] is not None:
@@ -57,19 +106,33 @@ def build_spec(app) -> dict:
                 operation["requestBody"] = {"required": True,
                                             "content": {"application/json": {"schema": meta["request"]}}}
             ok: dict = {"description": "OK"}
-            if meta["response"] is not None:
+            if meta["media"] is not None:
+                ok["content"] = {meta["media"]: {"schema": {"type": "string", "format": "binary"}}}
+            elif meta["response"] is not None:
                 ok["content"] = {"application/json": {"schema": meta["response"]}}
-            operation["responses"][str(meta["status"])] = ok
-            for status in sorted(set(meta["errors"]) | ({422} if meta["request"] is not None else set())
-                                 | (set() if meta["public"] else {401})):
+            for status in meta["status"] if isinstance(meta["status"], tuple) else (meta["status"],):
+                operation["responses"][str(status)] = copy.deepcopy(ok)
+            errors = set(meta["errors"])
+            if meta["request"] is not None:
+                errors |= {400, 413, 422}
+            if meta["query"] is not None or meta["idempotent"]:
+                errors.add(422)
+            if not meta["public"]:
+                errors.add(401)
+            for status in sorted(errors):
                 operation["responses"][str(status)] = {
-                    "description": "error", "content": {"application/json": {"schema": "Error"}}}
+                    "description": ERROR_DESCRIPTIONS[status],
+                    "content": {"application/json": {"schema": "Error"}}}
             if not meta["public"]:
                 operation["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[method.lower()] = operation
     for path, operations in sorted(paths.items()):
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            _plain_query_parameters(operation.get("parameters", []))
+    return document
 
 
 @bp.get("/openapi.json")

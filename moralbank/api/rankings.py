@@ -14,6 +14,7 @@ from ..people.service import village_by_code
 from ..rankings import service as rankings
 from ..rankings.models import RankingSnapshot
 from . import bp
+from . import schemas as s
 from .openapi import doc
 from .resources import load_json, token_required
 
@@ -21,7 +22,7 @@ from .resources import load_json, token_required
 class RankingArgsSchema(Schema):
     village = fields.String(required=True, validate=validate.Length(min=1, max=32))
     hamlet = fields.String(load_default=None, metadata={"description": "hamlet id or code"})
-    period = fields.String(load_default="all", validate=validate.Regexp(rankings.PERIOD_RE))
+    period = fields.String(load_default="all", validate=s.WholeRegexp(s.PERIOD_PATTERN))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=rankings.MAX_LIMIT))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100000))
 
@@ -53,8 +54,37 @@ class SnapshotSchema(Schema):
     items = fields.List(fields.Nested(RankLineSchema))
 
 
+class SnapshotBriefSchema(Schema):
+    id = fields.Integer()
+    period = fields.String()
+    title = fields.String()
+    hamlet_id = fields.Integer(allow_none=True)
+    published_at = fields.DateTime()
+
+
+class SnapshotListSchema(Schema):
+    items = fields.List(fields.Nested(SnapshotBriefSchema))
+    next = fields.String(allow_none=True)
+
+
+class OverviewRowSchema(Schema):
+    village = fields.String(metadata={"description": "village code"})
+    name = fields.String()
+    households = fields.Integer()
+    active = fields.Integer(metadata={"description": "households with any award this month"})
+    participation = fields.Float()
+    points = fields.Integer(metadata={"description": "points awarded this month (net of deductions)"})
+    average = fields.Float(metadata={"description": "points per household"})
+    redeemed = fields.Integer(metadata={"description": "points spent at the village's shops this month"})
+
+
+class OverviewSchema(Schema):
+    month = fields.String()
+    items = fields.List(fields.Nested(OverviewRowSchema))
+
+
 class SnapshotRequestSchema(Schema):
-    period = fields.String(required=True, validate=validate.Regexp(rankings.PERIOD_RE))
+    period = fields.String(required=True, validate=s.WholeRegexp(s.PERIOD_PATTERN))
     hamlet = fields.String(load_default=None)
     title = fields.String(load_default=None, validate=validate.Length(max=64))
 
@@ -106,12 +136,11 @@ def _snapshot_body(snapshot: RankingSnapshot, village: Area) -> dict:
 
 
 @bp.get("/villages/<code>/ranking-snapshots")
-@doc("Published rankings of a village, newest first (public)", public=True, errors=(404,))
+@doc("Published rankings of a village, newest first (public)", response=SnapshotListSchema, public=True,
+     errors=(404,))
 def list_snapshots(code):
     village = village_by_code(code)
-    return jsonify({"items": [{"id": s.id, "period": s.period, "title": s.title, "hamlet_id": s.hamlet_id,
-                               "published_at": s.published_at.isoformat()} for s in rankings.snapshots(village)],
-                    "next": None})
+    return jsonify(SnapshotListSchema().dump({"items": rankings.snapshots(village), "next": None}))
 
 
 @bp.get("/ranking-snapshots/<int:snapshot_id>")
@@ -141,20 +170,24 @@ def publish_snapshot(code):
 @bp.get("/villages/<code>/dashboard")
 @token_required
 @doc("Points by category per month, participation, top and bottom movers (committee, supervisor)",
-     response=DashboardSchema, errors=(403, 404))
+     response=DashboardSchema, errors=(403, 404), query=s.MonthArgsSchema)
 def dashboard(code):
     village = village_by_code(code)
     access.require(bool(access.grants_reaching(g.api_user, village, ("committee", "admin", "supervisor"))),
                    _("只有村委会和督导可以查看"))
-    return jsonify(DashboardSchema().dump(rankings.village_dashboard(village, request.args.get("month"))))
+    month = s.MonthArgsSchema().load(request.args)["month"]
+    return jsonify(DashboardSchema().dump(rankings.village_dashboard(village, month)))
 
 
 @bp.get("/overview")
 @token_required
-@doc("The villages you may see as staff, side by side for a month (supervisor, committee)", errors=(403,))
+@doc("The villages you may see as staff, side by side for a month ?month=2026-11 (supervisor, committee)",
+     response=OverviewSchema, errors=(403,), query=s.MonthArgsSchema)
 def overview():
-    rows = rankings.town_overview(g.api_user, request.args.get("month"))
+    month = s.MonthArgsSchema().load(request.args)["month"]
+    rows = rankings.town_overview(g.api_user, month)
     if not rows:
         access.require(False, _("没有可查看的村"))
-    return jsonify({"month": request.args.get("month") or rankings.current_periods()["month"],
-                    "items": [dict(row, village=row["village"].code, name=row["village"].name) for row in rows]})
+    return jsonify(OverviewSchema().dump({
+        "month": month or rankings.current_periods()["month"],
+        "items": [dict(row, village=row["village"].code, name=row["village"].name) for row in rows]}))

@@ -1,10 +1,31 @@
 """Marshmallow schemas of the API (the OpenAPI document is generated from them)."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
-#: ids and cursors stay within a database integer (and JavaScript's safe range)
-ID_MAX = 2**53
+#: ids and cursors stay within the id columns' INTEGER (PostgreSQL's int4: a larger number in a
+#: query is a DataError, not "not found")
+ID_MAX = 2**31 - 1
+
+
+#: calendar periods as the document states them: ASCII digits only (Python's \d also takes "２０２６")
+MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
+PERIOD_PATTERN = r"^(all|20[0-9]{2}|20[0-9]{2}-Q[1-4]|20[0-9]{2}-(0[1-9]|1[0-2]))$"
+
+
+class WholeRegexp(validate.Regexp):
+    """A pattern the whole value must match: Python's ``$`` also matches before a final newline,
+    so ``"2026-10\n"`` would otherwise pass as a second spelling of October."""
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class MonthArgsSchema(Schema):
+    month = fields.String(load_default=None, validate=WholeRegexp(MONTH_PATTERN),
+                          metadata={"description": "2026-11; this month when absent"})
 
 
 def _star_count_error():
@@ -91,6 +112,7 @@ class MeSchema(Schema):
     village = fields.String(allow_none=True, metadata={"description": "the staff member's village code"})
     household = fields.Nested(HouseholdSchema, allow_none=True)
     store = fields.Dict(allow_none=True)
+    villages = fields.List(fields.String(), metadata={"description": "a supervisor's villages (codes); only then"})
 
 
 class PageArgsSchema(Schema):
@@ -105,7 +127,8 @@ class RuleSchema(Schema):
         ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
     category_label = fields.String(dump_only=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    points = fields.Integer(required=True, strict=True, metadata={"description": "per unit; negative for deductions"})
+    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=-1000, max=1000),
+                            metadata={"description": "per unit, not 0; negative for deductions"})
     cap = fields.Method("dump_cap", "load_cap", allow_none=True, load_default=None,
                         metadata={"description": "{count, period: month|quarter|year} or null"})
     photo_required = fields.Boolean(load_default=False)
@@ -136,10 +159,14 @@ class RulePatchSchema(Schema):
     category = fields.String(validate=validate.OneOf(
         ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
     title = fields.String(validate=validate.Length(min=1, max=64))
-    points = fields.Integer(strict=True)
+    points = fields.Integer(strict=True, validate=validate.Range(min=-1000, max=1000))
     cap = fields.Raw(allow_none=True)
     photo_required = fields.Boolean()
     active = fields.Boolean(metadata={"description": "false retires the rule"})
+
+
+class RuleListArgsSchema(Schema):
+    all = fields.Boolean(load_default=False, metadata={"description": "1: include retired and old versions"})
 
 
 class RuleListSchema(Schema):

@@ -18,8 +18,8 @@ from ..stores.models import Item, Redemption, Store
 from ..stores.qr import qr_png, qr_svg
 from . import bp
 from .openapi import doc
-from ..web.forms import bounded_int
 from .resources import load_json, token_required
+from .schemas import ID_MAX, MONTH_PATTERN, WholeRegexp
 
 
 class CodeSchema(Schema):
@@ -65,7 +65,7 @@ class PreviewSchema(Schema):
 
 
 class CartLineSchema(Schema):
-    item_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**53))
+    item_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=ID_MAX))
     quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
 
 
@@ -86,6 +86,16 @@ class RedemptionSchema(Schema):
     lines = fields.List(fields.Dict())
 
 
+class RedemptionListArgsSchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=ID_MAX))
+
+
+class RedemptionListSchema(Schema):
+    items = fields.List(fields.Nested(RedemptionSchema))
+    next = fields.String(allow_none=True, metadata={"description": "pass as before= for the following page"})
+
+
 class StatementSchema(Schema):
     store = fields.Dict()
     period = fields.String()
@@ -98,7 +108,12 @@ class StatementSchema(Schema):
 
 
 class PeriodSchema(Schema):
-    period = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}$"))
+    period = fields.String(required=True, validate=WholeRegexp(MONTH_PATTERN), metadata={"description": "2026-11"})
+
+
+class StatementArgsSchema(Schema):
+    period = fields.String(load_default=None, validate=WholeRegexp(MONTH_PATTERN),
+                           metadata={"description": "2026-11; this month when absent"})
 
 
 class SettlementSchema(Schema):
@@ -111,7 +126,7 @@ class SettlementSchema(Schema):
 
 
 class CardRequestSchema(Schema):
-    pin = fields.String(required=True, validate=validate.Regexp(r"^\d{4,8}$"), load_only=True)
+    pin = fields.String(required=True, validate=WholeRegexp(r"^[0-9]{4,8}$"), load_only=True)
 
 
 class CardSchema(Schema):
@@ -185,14 +200,16 @@ def _qr_response(code: str, kind: str) -> Response:
 
 @bp.get("/redemption-codes/<code>/qr.png")
 @token_required
-@doc("The QR image (PNG) of one of your household's codes ({code}: the number or the token)", errors=(404,))
+@doc("The QR image (PNG) of one of your household's codes ({code}: the number or the token)", errors=(404,),
+     media="image/png")
 def code_qr_png(code):
     return _qr_response(code, "png")
 
 
 @bp.get("/redemption-codes/<code>/qr.svg")
 @token_required
-@doc("The QR image (SVG) of one of your household's codes ({code}: the number or the token)", errors=(404,))
+@doc("The QR image (SVG) of one of your household's codes ({code}: the number or the token)", errors=(404,),
+     media="image/svg+xml")
 def code_qr_svg(code):
     return _qr_response(code, "svg")
 
@@ -267,13 +284,14 @@ def redeem(store_id):
 
 @bp.get("/stores/<int:store_id>/redemptions")
 @token_required
-@doc("The store's redemptions, newest first (clerk of the store, committee)", errors=(403, 404))
+@doc("The store's redemptions, newest first (clerk of the store, committee)", response=RedemptionListSchema,
+     errors=(403, 404), query=RedemptionListArgsSchema)
 def list_redemptions(store_id):
     store = _store(store_id)
     village = db.session.get(Area, store.village_id)
     access.require(stores.is_clerk_of(g.api_user, store) or access.is_committee(g.api_user, village))
-    before = request.args.get("before", type=bounded_int)
-    limit = min(max(request.args.get("limit", 50, type=bounded_int), 1), 200)
+    args = RedemptionListArgsSchema().load(request.args)
+    before, limit = args["before"], args["limit"]
     query = select(Redemption).where(Redemption.store_id == store.id)
     if before:
         query = query.where(Redemption.id < before)
@@ -295,10 +313,10 @@ def _statement_body(statement: stores.Statement) -> dict:
 @bp.get("/stores/<int:store_id>/statement")
 @token_required
 @doc("Redemptions and the amount owed for a month ?period=2026-11 (clerk of the store, committee)",
-     response=StatementSchema, errors=(403, 404))
+     response=StatementSchema, errors=(403, 404), query=StatementArgsSchema)
 def get_statement(store_id):
     store = _store(store_id)
-    period = request.args.get("period") or stores.current_month()
+    period = StatementArgsSchema().load(request.args)["period"] or stores.current_month()
     return jsonify(_statement_body(stores.statement(g.api_user, store, period)))
 
 
