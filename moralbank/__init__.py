@@ -51,7 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     class BoundedInt(IntegerConverter):
         def __init__(self, map, **kwargs):
-            kwargs.setdefault("max", 2**53)
+            kwargs.setdefault("max", 2**31 - 1)
             super().__init__(map, **kwargs)
     app.url_map.converters["int"] = BoundedInt
 

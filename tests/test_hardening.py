@@ -116,6 +116,42 @@ def test_committee_pages_survive_odd_input(client, auth, path, data):
     assert client.get(path).status_code < 500
 
 
+PAST_INT4 = 2**31  # one past PostgreSQL's integer: the query itself failed there, then the error page
+
+
+@pytest.mark.parametrize("path", [
+    f"/v/BLM/rankings/{PAST_INT4}",
+    f"/stores/{PAST_INT4}/statement",
+    f"/committee/households/{PAST_INT4}/card",
+    f"/v/BLM?hamlet={PAST_INT4}",
+    f"/committee/audit?before={PAST_INT4}",
+    f"/committee/audit?actor={PAST_INT4}",
+])
+def test_ids_past_the_integer_columns_are_not_server_errors(client, auth, path):
+    auth.login("committee")
+    response = client.get(path)
+    assert response.status_code < 500, (path, response.status_code)
+
+
+@pytest.mark.parametrize("period", ["2026-10\n", "20２６-10", "2026-1０", " 2026-10"])
+def test_a_month_spelled_with_odd_characters_is_not_a_month(app, period):
+    from moralbank.errors import Invalid
+    from moralbank.rankings import service as rankings
+    from moralbank.stores.service import check_month
+
+    with app.app_context():
+        with pytest.raises(Invalid):
+            check_month(period)  # settlement keys: one spelling per month
+        if not period.strip().isascii():
+            with pytest.raises(Invalid):
+                rankings.check_period(period)  # rankings forgive spaces, not other digits
+
+
+def test_a_phone_typed_with_full_width_digits_logs_in(client):
+    response = client.post("/api/v1/auth/tokens", json={"phone": "１３８００００００01", "password": "demo-pass-2026"})
+    assert response.status_code == 201
+
+
 def test_shop_form_numbers_must_be_plain_digits(client, auth, api):
     auth.login("clerk")
     page = client.get("/shop/items").get_data(as_text=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from datetime import datetime
 from functools import lru_cache
 
@@ -42,8 +43,8 @@ def check_password(user: User | None, password: str) -> bool:
 
 
 def normalize_phone(phone) -> str:
-    """Digits only, without a +86 prefix."""
-    digits = "".join(ch for ch in str(phone or "") if ch.isdigit())
+    """ASCII digits only (full-width ０–９ from a Chinese keyboard become 0–9), without a +86 prefix."""
+    digits = "".join(str(unicodedata.decimal(ch)) for ch in str(phone or "") if unicodedata.decimal(ch, None) is not None)
     if len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
     return digits

@@ -151,7 +151,7 @@ def import_roster(path: str | Path, village: Area) -> RosterReport:
         if hamlet is None:
             errors.append(f"屯/组「{cell.get('hamlet', '')}」不是本村的")
         phone = normalize_phone(cell.get("phone", ""))
-        if cell.get("phone") and not PHONE_RE.match(phone):
+        if cell.get("phone") and not PHONE_RE.fullmatch(phone):
             errors.append(f"电话「{cell.get('phone')}」不是 11 位手机号")
         id_number = cell.get("id_number") or None
         if id_number:

@@ -14,7 +14,7 @@ from .auth import hash_password, normalize_phone
 from .passwords import password_problem
 from .models import ROLES, Area, Household, Resident, RoleGrant, User
 
-PHONE_RE = re.compile(r"^1\d{10}$")
+PHONE_RE = re.compile(r"1[0-9]{10}")  # used with fullmatch
 
 
 def village_by_code(code: str) -> Area:
@@ -109,7 +109,7 @@ def create_user(*, phone: str, name: str, password: str, role: str, area: Area |
                 household: Household | None = None, store=None, hamlets: list[Area] = (), actor=None) -> User:
     """Create a login with one role (several hamlets for a grid manager). Fails if the phone is taken."""
     phone = normalize_phone(phone)
-    if not PHONE_RE.match(phone):
+    if not PHONE_RE.fullmatch(phone):
         raise Invalid(_("手机号应为 11 位数字"), fields={"phone": [_("格式不对")]})
     if role not in ROLES:
         raise Invalid(_("未知角色 %(role)s", role=role), fields={"role": [", ".join(ROLES)]})

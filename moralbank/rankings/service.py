@@ -23,8 +23,8 @@ from ..people.service import mask_name
 from .models import HouseholdScore, RankingSnapshot, RankingSnapshotEntry
 from .scores import periods_of
 
-PERIOD_RE = re.compile(r"^(all|20\d{2}|20\d{2}-Q[1-4]|20\d{2}-(0[1-9]|1[0-2]))$")
-MONTH_RE = re.compile(r"^20\d{2}-(0[1-9]|1[0-2])$")
+PERIOD_RE = re.compile(r"all|20[0-9]{2}|20[0-9]{2}-Q[1-4]|20[0-9]{2}-(0[1-9]|1[0-2])")  # used with fullmatch
+MONTH_RE = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])")  # used with fullmatch
 MAX_LIMIT = 500
 
 
@@ -36,7 +36,7 @@ def current_periods(moment: datetime | None = None) -> dict[str, str]:
 
 def check_period(period: str | None) -> str:
     period = (period or "all").strip()
-    if not PERIOD_RE.match(period):
+    if not PERIOD_RE.fullmatch(period):
         raise Invalid(_("期间应为 2026-11、2026-Q4、2026 或 all"), code="bad_period",
                       fields={"period": [_("格式不对")]})
     return period
@@ -185,7 +185,7 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
     from ..ledger.models import Transfer
 
     month = period or current_periods()["month"]
-    if not MONTH_RE.match(month):
+    if not MONTH_RE.fullmatch(month):
         raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period")
     months = [month]
     for _step in range(5):  # not ``_``: that would shadow gettext in the whole function
@@ -238,7 +238,7 @@ def town_overview(user: User, period: str | None = None) -> list[dict]:
     from ..stores.models import Redemption
 
     month = period or current_periods()["month"]
-    if not MONTH_RE.match(month):
+    if not MONTH_RE.fullmatch(month):
         raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period", fields={"month": [_("格式不对")]})
     start = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=local_zone())
     end = datetime(int(month[:4]) + (month[5:] == "12"), int(month[5:]) % 12 + 1, 1, tzinfo=local_zone())

@@ -368,13 +368,13 @@ def balance_after(redemption: Redemption) -> int:
 
 # --- statements and settlement ---------------------------------------------------------------
 
-MONTH_RE = re.compile(r"^(20\d{2})-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"(20[0-9]{2})-(0[1-9]|1[0-2])")  # fullmatch: ASCII digits, no trailing newline
 
 
 def check_month(period: str | None) -> str:
     """A month exactly as ``YYYY-MM`` (2000–2099): one spelling per month, so a month has one
     settlement key (``2026-010`` or ``2026-10 `` must not name October a second time)."""
-    if not isinstance(period, str) or not MONTH_RE.match(period):
+    if not isinstance(period, str) or not MONTH_RE.fullmatch(period):
         raise Invalid(_("期间格式应为 2026-11"), code="bad_period", fields={"period": [_("格式不对")]})
     return period
 

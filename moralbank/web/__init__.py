@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..audit.service import record_denial
 from ..errors import DomainError
+from ..extensions import db
 
 
 def nav_links() -> list[tuple[str, str]]:
@@ -110,6 +111,9 @@ def init_app(app) -> None:
         if isinstance(error, HTTPException):
             return _http(error)
         app.logger.exception("unhandled error on %s", request.path)
+        # A failed statement leaves PostgreSQL's transaction aborted: roll back, or drawing the error
+        # page (which reads the user for the menu) fails too.
+        db.session.rollback()
         if api_errors.is_api_request():
             return api_errors.server_error(error)
         return render_template("error.html", status=500, message=None), 500

@@ -18,10 +18,14 @@ _NUMBER = re.compile(r"[0-9]{1,15}")
 _SIGNED = re.compile(r"-?[0-9]{1,15}")
 
 
+#: the largest id a 4-byte INTEGER column holds (PostgreSQL's ``integer``)
+MAX_ID = 2**31 - 1
+
+
 def bounded_int(text) -> int:
-    """``int`` for ``request.args.get(type=…)``: ASCII digits only (not "²"), at most 15 of them, so
+    """``int`` for ``request.args.get(type=…)``: ASCII digits only (not "²"), at most ``MAX_ID``, so
     no value overflows a database integer; anything else is a ValueError (the argument is ignored)."""
-    if text is None or not _NUMBER.fullmatch(str(text).strip()):
+    if text is None or not _NUMBER.fullmatch(str(text).strip()) or int(str(text).strip()) > MAX_ID:
         raise ValueError(text)
     return int(str(text).strip())
 
@@ -29,14 +33,14 @@ def bounded_int(text) -> int:
 def form_int(text, field: str, *, signed: bool = False) -> int:
     """A whole number from a form field, or a readable 422 naming the field."""
     value = "" if text is None else str(text).strip()
-    if not (_SIGNED if signed else _NUMBER).fullmatch(value):
+    if not (_SIGNED if signed else _NUMBER).fullmatch(value) or abs(int(value)) > MAX_ID:
         raise Invalid(_("「%(field)s」要填整数", field=field), fields={field: [_("格式不对")]})
     return int(value)
 
 
 def form_ints(values) -> list[int]:
     """The whole numbers among repeated form values (ticked boxes), ignoring anything else."""
-    return [int(v) for v in values if _NUMBER.fullmatch(str(v).strip())]
+    return [int(v) for v in values if _NUMBER.fullmatch(str(v).strip()) and int(str(v).strip()) <= MAX_ID]
 
 
 def new_form_key() -> str:
