@@ -69,6 +69,8 @@ A = "/api/v1"
 route("api.create_token", "POST", "login_public_api", lambda i: f"{A}/auth/tokens",
       json={"phone": "13800000099", "password": "wrong-password"})
 route("api.delete_token", "DELETE", "any_user", lambda i: f"{A}/auth/tokens/current")
+route("api.change_password", "POST", "any_user", lambda i: f"{A}/auth/password",
+      json={"current_password": "wrong-password", "new_password": "Another-Long-One-2026"})
 route("api.me", "GET", "any_user", lambda i: f"{A}/me")
 route("api.openapi", "GET", "public", lambda i: f"{A}/openapi.json")
 route("api.overview", "GET", "committee_or_sup_read", lambda i: f"{A}/overview",

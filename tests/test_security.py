@@ -183,3 +183,37 @@ def test_refused_pages_and_api_calls_are_in_the_audit_log(app, client, auth, api
     assert denied[0][1]["route"] == "/committee/review" and denied[0][1]["method"] == "GET"
     assert denied[1][1]["route"] == "/api/v1/villages/<code>/ranking-snapshots"
     assert denied[1][1]["method"] == "POST"
+
+
+# --- the same through the API --------------------------------------------------------------------------------------
+
+def test_the_api_changes_the_password_and_ends_the_old_tokens(app, client, api):
+    old = api.headers("resident")
+    other = {"Authorization": "Bearer " + client.post("/api/v1/auth/tokens", json={
+        "phone": PHONES["resident"], "password": DEMO_PASSWORD}).get_json()["token"]}
+    refused = client.post("/api/v1/auth/password", headers=old,
+                          json={"current_password": DEMO_PASSWORD, "new_password": "88888888"})
+    assert refused.status_code == 422 and "new_password" in refused.get_json()["error"]["fields"]
+    assert client.get("/api/v1/me", headers=old).status_code == 200  # a refusal ends nothing
+
+    response = client.post("/api/v1/auth/password", headers=old,
+                           json={"current_password": DEMO_PASSWORD, "new_password": NEW_PASSWORD})
+    assert response.status_code == 200
+    fresh = {"Authorization": "Bearer " + response.get_json()["token"]}
+    assert client.get("/api/v1/me", headers=old).status_code == 401
+    assert client.get("/api/v1/me", headers=other).status_code == 401
+    assert client.get("/api/v1/me", headers=fresh).status_code == 200
+
+
+def test_the_api_throttles_guesses_of_the_current_password(app, client, api):
+    app.config["LOGIN_LIMIT_PER_ACCOUNT"] = "2 per 15 minutes"
+    headers = api.headers("resident")
+    for n in range(2):
+        response = client.post("/api/v1/auth/password", headers=headers,
+                               json={"current_password": f"guess-{n}-xxxx", "new_password": NEW_PASSWORD})
+        assert response.status_code == 422
+        assert response.get_json()["error"]["fields"] == {"current_password": ["原密码不对"]}
+    response = client.post("/api/v1/auth/password", headers=headers,
+                           json={"current_password": DEMO_PASSWORD, "new_password": NEW_PASSWORD})
+    assert response.status_code == 429 and response.get_json()["error"]["code"] == "rate_limited"
+    assert client.post("/api/v1/auth/password", json={"current_password": "x", "new_password": "y"}).status_code == 401

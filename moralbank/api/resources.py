@@ -10,6 +10,7 @@ from ..errors import DomainError, NotFound
 from ..extensions import db, limiter
 from ..people import access
 from ..people.auth import authenticate, issue_token, normalize_phone, revoke_token, user_from_bearer
+from ..people.auth import change_password as auth_change_password
 from ..people.models import Area, Household
 from ..people.queries import household_page, household_summary, transfer_history
 from ..people.service import village_by_code
@@ -87,6 +88,21 @@ def create_token():
 def delete_token():
     revoke_token(g.api_token)
     return "", 204
+
+
+@bp.post("/auth/password")
+@token_required
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
+               key_func=lambda: f"password-change:{g.api_user.id}", deduct_when=_failed)
+@doc("Change your password: every session and token of the account ends, this one included; the answer "
+     "carries a fresh token", request=s.PasswordChangeSchema, response=s.TokenSchema, errors=(422, 429))
+def change_password():
+    data = load_json(s.PasswordChangeSchema())
+    user = g.api_user
+    auth_change_password(user, data["current_password"], data["new_password"], via="api")
+    token, record = issue_token(user)
+    return jsonify(s.TokenSchema().dump({"token": token, "expires_at": record.expires_at,
+                                         "user": {"id": user.id, "name": user.name, "roles": user.roles}}))
 
 
 @bp.get("/me")

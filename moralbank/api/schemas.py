@@ -49,6 +49,12 @@ class TokenRequestSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=256), load_only=True)
 
 
+class PasswordChangeSchema(Schema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=256), load_only=True)
+    new_password = fields.String(required=True, validate=validate.Length(min=1, max=256), load_only=True,
+                                 metadata={"description": "at least 8 characters, not common, not the phone"})
+
+
 class UserBriefSchema(Schema):
     id = fields.Integer()
     name = fields.String()
