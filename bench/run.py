@@ -1,14 +1,16 @@
 """`make bench`: figures as ratios to baselines measured in the same run.
 
-Now measured (more figures of issue 6 — HTTP throughput under gunicorn, redemptions on
-PostgreSQL, worker RSS — are still to be added):
+Measured:
 
 * ranking of a village at 200k vs 2M (vs 20M with --huge) transfers: the same queries, the
   ratio of medians (target: within 20 %);
 * award posting through the service vs a raw sqlite3 transaction doing the same writes
   (target ≥ 50 %);
 * QR image of a payment code, server time (target ≤ 2 ms);
-* peak RSS of the data-set builder (it streams; target ≤ 1 GB at 20M).
+* peak RSS of the data-set builder (it streams; target ≤ 1 GB at 20M);
+* HTTP under gunicorn, loaded from another process (bench/http_bench.py): GET household vs a
+  hello-world route of the same app, redemption POSTs, redemptions on PostgreSQL vs a psycopg
+  script doing the same writes, and the workers' peak RSS.
 
 Writes bench/results.json.
 """
@@ -225,9 +227,21 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=2_000_000)
     parser.add_argument("--huge", action="store_true", help="also measure at 20,000,000 transfers")
     parser.add_argument("--reuse", action="store_true", help="reuse data sets built by an earlier run")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP figures (gunicorn, PostgreSQL, worker RSS); results.json is not written")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP figures")
+    parser.add_argument("--no-postgres", action="store_true", help="HTTP figures on SQLite only")
+    parser.add_argument("--http-seconds", type=float, default=20.0,
+                        help="seconds of load per HTTP figure, in 4 interleaved rounds (default 20)")
+    parser.add_argument("--load-generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="auto: wrk when installed (apt-get install is tried once), else the Python one")
+    parser.add_argument("--verify-ledger", action="store_true",
+                        help="run `ledger verify` on both databases after their load (about a minute each)")
     args = parser.parse_args()
 
     sizes = [args.transfers // 10, args.transfers] + ([args.transfers * 10] if args.huge else [])
+    if args.http_only:
+        sizes = [args.transfers]
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()},
                      "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rankings": {}}
@@ -235,46 +249,110 @@ def main() -> None:
     for size in sizes:
         print(f"building {size:,} transfers …", flush=True)
         built.append(build_dataset(size, args.households, args.villages, reuse=args.reuse))
-    print("timing rankings …", flush=True)
-    for size, (path, seconds, rss_kb), timing in zip(sizes, built, time_rankings([b[0] for b in built])):
-        timing.update({"build_seconds": round(seconds, 1), "builder_peak_rss_mb": round(rss_kb / 1024, 1)})
-        results["rankings"][str(size)] = timing
-    print("timing award posting …", flush=True)
-    results["award_posting"] = time_award_posting(built[sizes.index(args.transfers)][0])
-    results["qr"] = time_qr()
+    if not args.http_only:
+        print("timing rankings …", flush=True)
+        for size, (path, seconds, rss_kb), timing in zip(sizes, built, time_rankings([b[0] for b in built])):
+            timing.update({"build_seconds": round(seconds, 1), "builder_peak_rss_mb": round(rss_kb / 1024, 1)})
+            results["rankings"][str(size)] = timing
+        print("timing award posting …", flush=True)
+        results["award_posting"] = time_award_posting(built[sizes.index(args.transfers)][0])
+        results["qr"] = time_qr()
+    if not args.no_http:
+        from bench import http_bench
 
-    base = results["rankings"][str(sizes[0])]["median_ms"]
+        print(f"timing HTTP under gunicorn ({args.transfers:,} transfers) …", flush=True)
+        results["http"] = http_bench.run(built[sizes.index(args.transfers)][0], http_bench.Options(
+            seconds=args.http_seconds, load_generator=args.load_generator, postgres=not args.no_postgres,
+            verify=args.verify_ledger))
+
     rows = [("figure", "measured", "baseline in the same run", "ratio", "target", "met")]
-    for size in sizes[1:]:
-        value = results["rankings"][str(size)]["median_ms"]
-        ratio = value / base
-        rows.append((f"ranking of a village (year, all), {size:,} transfers", f"{value:.2f} ms median",
-                     f"{base:.2f} ms at {sizes[0]:,}", f"{ratio:.2f}", "≤ 1.20", "yes" if ratio <= 1.2 else "NO"))
-        month = results["rankings"][str(size)]["by_period"]["month"]
-        month_base = results["rankings"][str(sizes[0])]["by_period"]["month"]
-        rows.append((f"  month ranking, {size:,} transfers ({month['lines']:.0f} lines)", f"{month['median_ms']:.2f} ms",
-                     f"{month_base['median_ms']:.2f} ms ({month_base['lines']:.0f} lines)",
-                     f"{month['median_ms'] / month_base['median_ms']:.2f}", "(shown)", "—"))
-    posting = results["award_posting"]
-    rows.append(("award posting through the service (SQLite)", f"{posting['service_ms']:.2f} ms",
-                 f"{posting['raw_ms']:.2f} ms raw sqlite3", f"{posting['ratio']:.2f}", "≥ 0.50",
-                 "yes" if posting["ratio"] >= 0.5 else "NO"))
-    qr = results["qr"]
-    rows.append(("QR image of a code", f"{qr['median_ms']:.2f} ms median", "—", "—", "≤ 2 ms",
-                 "yes" if qr["median_ms"] <= 2 else "NO"))
-    for size in sizes:
-        r = results["rankings"][str(size)]
-        rows.append((f"data-set builder peak RSS, {size:,} transfers", f"{r['builder_peak_rss_mb']} MB",
-                     f"built in {r['build_seconds']} s", "—", "≤ 1024 MB", "yes" if r["builder_peak_rss_mb"] <= 1024
-                     else "NO"))
+    if not args.http_only:
+        base = results["rankings"][str(sizes[0])]["median_ms"]
+        for size in sizes[1:]:
+            value = results["rankings"][str(size)]["median_ms"]
+            ratio = value / base
+            rows.append((f"ranking of a village (year, all), {size:,} transfers", f"{value:.2f} ms median",
+                         f"{base:.2f} ms at {sizes[0]:,}", f"{ratio:.2f}", "≤ 1.20", "yes" if ratio <= 1.2 else "NO"))
+            month = results["rankings"][str(size)]["by_period"]["month"]
+            month_base = results["rankings"][str(sizes[0])]["by_period"]["month"]
+            rows.append((f"  month ranking, {size:,} transfers ({month['lines']:.0f} lines)",
+                         f"{month['median_ms']:.2f} ms",
+                         f"{month_base['median_ms']:.2f} ms ({month_base['lines']:.0f} lines)",
+                         f"{month['median_ms'] / month_base['median_ms']:.2f}", "(shown)", "—"))
+        posting = results["award_posting"]
+        rows.append(("award posting through the service (SQLite)", f"{posting['service_ms']:.2f} ms",
+                     f"{posting['raw_ms']:.2f} ms raw sqlite3", f"{posting['ratio']:.2f}", "≥ 0.50",
+                     "yes" if posting["ratio"] >= 0.5 else "NO"))
+        qr = results["qr"]
+        rows.append(("QR image of a code", f"{qr['median_ms']:.2f} ms median", "—", "—", "≤ 2 ms",
+                     "yes" if qr["median_ms"] <= 2 else "NO"))
+    if "http" in results:
+        rows.extend(http_rows(results["http"]))
+    if not args.http_only:
+        for size in sizes:
+            r = results["rankings"][str(size)]
+            rows.append((f"data-set builder peak RSS, {size:,} transfers", f"{r['builder_peak_rss_mb']} MB",
+                         f"built in {r['build_seconds']} s", "—", "≤ 1024 MB",
+                         "yes" if r["builder_peak_rss_mb"] <= 1024 else "NO"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
         print(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
         if index == 0:
             print("-+-".join("-" * width for width in widths))
     results["table"] = rows
+    if args.http_only:
+        print("--http-only: bench/results.json not written")
+        return
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
     print("wrote bench/results.json")
+
+
+def http_rows(http: dict) -> list[tuple]:
+    """Table rows of the HTTP figures (bench/http_bench.py): ratios to baselines of the same run.
+    "CPU" is the gunicorn workers' CPU time per request (the psycopg script's own, for its row):
+    unlike req/s it does not depend on what else the machine is running."""
+    def cpu(result: dict) -> str:
+        return f"{result['cpu_ms_per_request']:.1f} ms CPU" if "cpu_ms_per_request" in result else ""
+
+    rows = []
+    lite = http["sqlite"]
+    hello = lite["hello"]
+    hello_text = f"{hello['rps']:.0f} req/s hello-world, {cpu(hello)}"
+    rows.append(("HTTP load: gunicorn sync workers (SQLite 2, PostgreSQL 8)",
+                 f"{http['load_generator']}, {http['connections']} connections, {http['seconds']:g} s a figure "
+                 f"in {http['rounds']} interleaved rounds",
+                 f"load average {http['load_average_before'][0]:.1f} at the start", "—", "—", "—"))
+    household = lite["household"]
+    ratio = household["rps"] / hello["rps"]
+    rows.append(("GET /api/v1/households/{id} with a token, 2M transfers",
+                 f"{household['rps']:.0f} req/s, p99 {household['p99_ms']:.0f} ms, {cpu(household)}",
+                 hello_text, f"{ratio:.2f}", "≥ 0.50", "yes" if ratio >= 0.5 else "NO"))
+    redemption = lite["redemption"]
+    ratio = redemption["rps"] / hello["rps"]
+    met = ratio >= 0.3 and redemption["p99_ms"] < 25 and redemption["errors"] == 0
+    rows.append((f"redemption POST, {http['connections']} connections (SQLite)",
+                 f"{redemption['rps']:.0f} req/s, p99 {redemption['p99_ms']:.0f} ms, {redemption['errors']} errors, "
+                 f"{cpu(redemption)}", hello_text, f"{ratio:.2f}", "≥ 0.30, p99 < 25 ms, 0 errors",
+                 "yes" if met else "NO"))
+    pg = http.get("postgresql", {})
+    peaks = {"SQLite": lite.get("worker_peak_rss_mb")}
+    if "redemption" in pg:
+        redemption, baseline = pg["redemption"], pg["baseline"]
+        ratio = redemption["rps"] / baseline["rps"]
+        rows.append((f"redemptions on PostgreSQL, 8 workers, limiter on {pg['limiter_storage'].split()[0]}",
+                     f"{redemption['rps']:.0f} req/s, p99 {redemption['p99_ms']:.0f} ms, "
+                     f"{redemption['errors']} errors, {cpu(redemption)}",
+                     f"{baseline['rps']:.0f}/s psycopg, same writes, 8 conns, {cpu(baseline)}",
+                     f"{ratio:.2f}", "≥ 0.50", "yes" if ratio >= 0.5 else "NO"))
+        peaks["PostgreSQL"] = pg.get("worker_peak_rss_mb")
+    else:
+        rows.append(("redemptions on PostgreSQL, 8 workers", "not measured", pg.get("skipped", "—"), "—", "≥ 0.50",
+                     "—"))
+    peak = max(value for value in peaks.values() if value is not None)
+    rows.append(("peak RSS of a gunicorn worker under the load", f"{peak:.0f} MB",
+                 ", ".join(f"{name} {value:.0f} MB" for name, value in peaks.items() if value is not None),
+                 "—", "≤ 150 MB", "yes" if peak <= 150 else "NO"))
+    return rows
 
 
 if __name__ == "__main__":
