@@ -1,6 +1,8 @@
 """Read models of households: balance, score, stars and history, without N+1 queries."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlalchemy import and_, select, union_all
 from sqlalchemy.orm import aliased
 
@@ -10,7 +12,10 @@ from ..rankings.models import HouseholdScore
 from .models import Area, Household, Resident
 
 
+@lru_cache(maxsize=1)
 def _summary_query():
+    """The household summary's select, built once: statements are immutable (``.where`` makes a new
+    one), and a statement object kept alive keeps its compiled form in SQLAlchemy's cache too."""
     head = aliased(Resident)
     hamlet = aliased(Area)
     score = aliased(HouseholdScore)
