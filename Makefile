@@ -24,15 +24,10 @@ run: install translations
 	$(BIN)/flask seed-demo --if-empty
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
-# The whole suite on SQLite, then again on PostgreSQL when TEST_DATABASE_URL is set or 127.0.0.1:5432 answers.
+# The whole suite on SQLite and on PostgreSQL (when TEST_DATABASE_URL is set or 127.0.0.1:5432
+# answers), the two runs side by side: see scripts/test-both. Extra pytest options: PYTEST_ARGS.
 test: install translations
-	$(BIN)/python -m pytest -q -p no:cacheprovider
-	@if [ -n "$$TEST_DATABASE_URL" ] || $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
-		echo "== again on PostgreSQL =="; \
-		MORALBANK_TEST_DB=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider; \
-	else \
-		echo "PostgreSQL not reachable: skipped the PostgreSQL run"; \
-	fi
+	scripts/test-both $(PYTEST_ARGS)
 
 test-sqlite: install translations
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -49,7 +44,12 @@ messages: $(STAMP)
 	$(BIN)/pybabel update -i moralbank/translations/messages.pot -d moralbank/translations --no-fuzzy-matching
 
 # The benchmark (not part of `make test`): builds county-sized data sets under bench/data/
-# (about 1 GB of disk, ~5 minutes), prints the table, writes bench/results.json.
-# Pass options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--huge"` or `BENCH_ARGS=--reuse`.
+# (about 1 GB of disk, ~2 minutes), then serves the app with gunicorn and loads it from another
+# process (wrk; `apt-get install wrk` is tried when it is missing and we are root, else a Python
+# load generator) on a copy of the 2M set and on PostgreSQL (127.0.0.1:5432, user postgres, with
+# Redis at :6379; skipped if unreachable) — 2 GB more disk while it runs, dropped afterwards.
+# About 5–7 minutes with --reuse; prints the table, writes bench/results.json. Pass options
+# through BENCH_ARGS, e.g. `BENCH_ARGS="--huge"`, `BENCH_ARGS=--reuse`,
+# `BENCH_ARGS="--reuse --http-only"` (see `.venv/bin/python bench/run.py --help`).
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
