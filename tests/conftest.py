@@ -136,36 +136,36 @@ def app_config(tmp_path):
     return {"UPLOAD_FOLDER": str(tmp_path / "uploads")}
 
 
+@contextmanager
+def app_on_fresh_database(databases, folder, *, seed: bool = True, extra: dict | None = None):
+    """An app on a fresh copy of the demo (or empty) database; its ledger must verify clean after."""
+    uri = databases.fresh(folder, seed=seed)
+    application = _make_app(uri, extra)
+    try:
+        yield application
+    finally:
+        reset_clock()
+        try:
+            _assert_ledger_clean(application)
+        finally:
+            with application.app_context():
+                db.session.remove()
+                db.engine.dispose()
+            databases.drop(uri)
+
+
 @pytest.fixture
 def app(databases, tmp_path, app_config):
     """An app on a fresh copy of the demo database; the ledger must verify clean afterwards."""
-    uri = databases.fresh(tmp_path, seed=True)
-    application = _make_app(uri, app_config)
-    yield application
-    reset_clock()
-    try:
-        _assert_ledger_clean(application)
-    finally:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        databases.drop(uri)
+    with app_on_fresh_database(databases, tmp_path, extra=app_config) as application:
+        yield application
 
 
 @pytest.fixture
 def empty_app(databases, tmp_path):
     """An app on a migrated database with no data."""
-    uri = databases.fresh(tmp_path, seed=False)
-    application = _make_app(uri)
-    yield application
-    reset_clock()
-    try:
-        _assert_ledger_clean(application)
-    finally:
-        with application.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        databases.drop(uri)
+    with app_on_fresh_database(databases, tmp_path, seed=False) as application:
+        yield application
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ import json
 import os
 import uuid
 import zlib
-from contextlib import contextmanager
 
 import pytest
 import schemathesis
@@ -50,9 +49,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
-from conftest import PHONES, SECRET, _assert_ledger_clean, _make_app
+from conftest import PHONES, SECRET, app_on_fresh_database
 from moralbank.api.schemas import ID_MAX
-from moralbank.database import reset_clock
 from moralbank.extensions import db
 
 EXAMPLES = int(os.environ.get("MORALBANK_FUZZ_EXAMPLES", "6"))
@@ -262,22 +260,9 @@ class Fuzzer:
         return case.call_and_validate(headers=headers, checks=CHECKS, app=self.app)
 
 
-@contextmanager
 def pass_app(databases, folder):
     """An app on a fresh copy of the demo database for one pass; its ledger must verify clean after."""
-    uri = databases.fresh(folder, seed=True)
-    application = _make_app(uri, {"UPLOAD_FOLDER": str(folder / "uploads")})
-    try:
-        yield application
-    finally:
-        reset_clock()
-        try:
-            _assert_ledger_clean(application)
-        finally:
-            with application.app_context():
-                db.session.remove()
-                db.engine.dispose()
-            databases.drop(uri)
+    return app_on_fresh_database(databases, folder, extra={"UPLOAD_FOLDER": str(folder / "uploads")})
 
 
 @pytest.fixture(scope="module")
