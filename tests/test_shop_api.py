@@ -130,6 +130,7 @@ def check_qr_decodes_to_the_store_redeem_url_with_the_token(app, api, auth, clie
     assert response.status_code == 200
     if kind == "png":
         assert response.mimetype == "image/png"
+        assert decode_png(response.data) == code["url"]
         image = Image.open(io.BytesIO(response.data))
     else:
         assert response.mimetype == "image/svg+xml"
@@ -180,6 +181,64 @@ def test_payment_code_qr_png_and_svg_open_the_preview(app, api, auth, client):
         check_qr_decodes_to_the_store_redeem_url_with_the_token(app, api, auth, client, kind)
     check_qr_of_a_used_code_or_someone_elses_is_not_served(app, api)
     check_only_residents_get_codes(api)
+
+
+def test_qr_image_is_drawn_once_per_code_and_never_outlives_the_code(app, api, auth, client, monkeypatch):
+    """A phone fetching its code's picture again gets the same image without a redraw (the
+    in-process cache); each code still gets its own picture; and once the code is used or expired
+    the cached picture is refused like any other (PNG and SVG, API and the resident's page)."""
+    import qrcode
+
+    from moralbank.stores import qr
+
+    drawn = []
+    make = qrcode.QRCode.make
+
+    def counted(symbol, *args, **kwargs):
+        drawn.append(symbol.data_list)
+        return make(symbol, *args, **kwargs)
+
+    monkeypatch.setattr(qrcode.QRCode, "make", counted)
+    qr.clear_cache()
+    auth.login("resident")
+    codes = [new_code(api), new_code(api)]
+    images = {}
+    for code in codes:
+        for kind in ("png", "svg"):
+            first = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
+            again = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
+            by_token = api.get(f"{API}/redemption-codes/{code['token']}/qr.{kind}", "resident")
+            assert first.status_code == again.status_code == by_token.status_code == 200
+            assert again.data == first.data == by_token.data
+            images[code["code"], kind] = first.data
+        page = client.get(f"/me/pay/qr/{code['code']}.png")
+        assert page.status_code == 200 and page.data == images[code["code"], "png"]
+    assert len(drawn) == 4, "one drawing per code and format, however often it is fetched"
+    for code in codes:
+        assert decode_png(images[code["code"], "png"]) == code["url"]
+        assert zxingcpp.read_barcodes(svg_to_image(images[code["code"], "svg"]))[0].text == code["url"]
+    assert images[codes[0]["code"], "png"] != images[codes[1]["code"], "png"]
+
+    used, expiring = codes
+    assert redeem(api, my_store(api), {"code": used["code"], "points": 1}).status_code == 201
+    ttl = api.get(f"{API}/villages/BLM", "committee").get_json()["code_ttl_seconds"]
+    travel(timedelta(seconds=ttl + 5))
+    for code, error in ((used, "code_used"), (expiring, "code_expired")):
+        for kind in ("png", "svg"):
+            response = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
+            assert response.status_code == 404 and error_code(response) == error
+        assert client.get(f"/me/pay/qr/{code['code']}.png").status_code == 404
+
+
+def decode_png(data: bytes) -> str:
+    """The text of a served PNG, after checking it is a one-bit greyscale PNG of whole 8-pixel modules."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert data[24:26] == b"\x01\x00", "bit depth 1, greyscale"
+    image = Image.open(io.BytesIO(data))
+    assert image.mode == "1" and image.width == image.height and image.width % 8 == 0
+    found = zxingcpp.read_barcodes(image)
+    assert len(found) == 1, "the QR image did not decode"
+    return found[0].text
 
 
 def check_qr_of_a_used_code_or_someone_elses_is_not_served(app, api):
