@@ -212,31 +212,34 @@ def time_award_posting(path: Path, count: int = 300) -> dict:
 def time_qr(count: int = 200) -> dict:
     """A code's PNG as the routes get it (moralbank.stores.qr.qr_png): the first draw of a new
     code's URL (qrcode's symbol, the 1-bit PNG written) and a repeated fetch of the same code
-    (served from the in-process LRU), each new URL timed once then again."""
+    (served from the in-process LRU), each new URL timed once then again. The first draw's CPU
+    time is kept too: unlike wall time it does not depend on what else the machine is running."""
     import secrets
 
     from moralbank.stores.qr import clear_cache, qr_png
 
     clear_cache()
-    first, repeat = [], []
+    first, first_cpu, repeat = [], [], []
     for _ in range(count):
         url = "http://192.168.1.10:5000/shop/redeem?t=" + secrets.token_urlsafe(24)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         drawn = qr_png(url)
         first.append(time.perf_counter() - started)
+        first_cpu.append(time.thread_time() - cpu)
         started = time.perf_counter()
         again = qr_png(url)
         repeat.append(time.perf_counter() - started)
         assert again == drawn
     clear_cache()
     return {"first_median_ms": statistics.median(first) * 1000, "first_p99_ms": quantile(first, 0.99) * 1000,
+            "first_cpu_median_ms": statistics.median(first_cpu) * 1000,
             "repeat_median_ms": statistics.median(repeat) * 1000, "repeat_p99_ms": quantile(repeat, 0.99) * 1000}
 
 
 def qr_rows(qr: dict) -> list[tuple]:
     """Table rows of the QR figures: the target (≤ 2 ms) is for a repeated fetch; the first draw is shown."""
     return [("QR image of a code (PNG), first draw", f"{qr['first_median_ms']:.2f} ms median, "
-             f"p99 {qr['first_p99_ms']:.2f} ms", "—", "—", "(shown)", "—"),
+             f"p99 {qr['first_p99_ms']:.2f} ms, {qr['first_cpu_median_ms']:.2f} ms CPU", "—", "—", "(shown)", "—"),
             ("QR image of a code (PNG), repeated fetch", f"{qr['repeat_median_ms']:.3f} ms median, "
              f"p99 {qr['repeat_p99_ms']:.3f} ms", f"{qr['first_median_ms']:.2f} ms first draw", "—", "≤ 2 ms",
              "yes" if qr["repeat_median_ms"] <= 2 else "NO")]
