@@ -15,9 +15,8 @@ import os
 
 from flask import jsonify
 
+from bench.server import HELLO_PATH
 from moralbank import create_app
-
-HELLO_PATH = "/api/v1/bench/hello"
 
 
 def create_bench_app():
