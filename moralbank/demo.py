@@ -100,8 +100,9 @@ def _history(rng, rules, households, stores, approver, grid, *, months: int = 6,
     month gets a whole month's activity, squeezed into the part of it gone by, so the board is
     alive on any day (someone who starts the demo on the 1st at 00:05 sees a ranking, not an
     empty month). Every award keeps within its rule's cap, as a new award would have to.
-    ``resident`` (the demo resident's household) is an ordinary one that earns twice more at the
-    very end: it always has points to spend and a score this month, and others ahead of it.
+    ``resident`` (the demo resident's household) has points to spend from the months before; this
+    month it earns like an ordinary household and twice more at the very end: it has a score this
+    month, and others ahead of it.
     """
     now = utcnow()
     windows = []
@@ -119,9 +120,9 @@ def _history(rng, rules, households, stores, approver, grid, *, months: int = 6,
     events = []
     for household in households:
         diligence = rng.random()
-        if household is resident:  # an ordinary household, mid-table: its home shows a rank to climb
-            diligence = 0.3
         for window in windows:
+            if household is resident and window is windows[-1]:
+                diligence = 0.3  # this month an ordinary household, mid-table: its home shows a rank to climb
             for _ in range(int(diligence * 5)):
                 events.append(_award_event(rng, moment_in(window), household, positive, used))
             if rng.random() < 0.12:
