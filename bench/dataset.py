@@ -12,13 +12,10 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from moralbank.periods import periods_of
+
 ZONE = ZoneInfo("Asia/Shanghai")
 BATCH = 20_000
-
-
-def periods_of(moment: datetime) -> tuple[str, str, str, str]:
-    local = moment.astimezone(ZONE)
-    return (f"{local.year}-{local.month:02d}", f"{local.year}-Q{(local.month - 1) // 3 + 1}", f"{local.year}", "all")
 
 
 def naive(moment: datetime) -> str:
@@ -142,7 +139,7 @@ def build(path: str, *, villages: int = 200, households: int = 100_000, transfer
                                   code, stamp))
             transfer_id += 1
             if delta:
-                for period in periods_of(moment):
+                for period in periods_of(moment, ZONE):
                     entry = scores.setdefault(period, [0, stamp])
                     entry[0] += delta
                     entry[1] = stamp

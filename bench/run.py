@@ -87,7 +87,8 @@ def time_rankings(paths: list[Path], samples: int = 30, rounds: int = 7) -> list
 
     from moralbank.extensions import db
     from moralbank.people.models import Area
-    from moralbank.rankings.service import current_periods, ranking
+    from moralbank.periods import current as current_periods
+    from moralbank.rankings.service import ranking
     kinds = ("month", "year", "all", "hamlet-all")
     apps = [make_app(path) for path in paths]
     timings = [{kind: [] for kind in kinds} for _ in paths]
@@ -177,7 +178,7 @@ def time_award_posting(path: Path, count: int = 300) -> dict:
             f"SELECT id, household_id FROM awards WHERE id IN ({','.join(map(str, ids[count:]))})")).all())
         db.session.remove()
         db.engine.dispose()
-    from moralbank.rankings.scores import periods_of
+    from moralbank.periods import periods_of
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("PRAGMA busy_timeout=15000")
     raw.execute("PRAGMA foreign_keys=ON")

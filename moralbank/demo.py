@@ -1,16 +1,17 @@
 """The demo village (SPEC §7): 梨树县 → 康平街道 → 八里庙村 (BLM) and 新立村 (XLC).
 
 Deterministic (a fixed random seed), so screenshots and tests see the same
-village every time. Half a year of history is posted through the ledger with
-past timestamps, in time order, exactly as it would have happened.
+village every time they seed it at the same moment. Half a year of history, up
+to the moment it runs, is posted through the ledger with past timestamps, in
+time order, exactly as it would have happened, within the catalogue's caps.
 """
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 
 from sqlalchemy import select
 
+from . import periods
 from .awards.service import create_rule, record_award
 from .database import utcnow, write_transaction
 from .extensions import db
@@ -92,31 +93,50 @@ def _make_households(rng, village: Area, hamlets: list[Area], count: int, used: 
     return households
 
 
-def _history(rng, rules, households, stores, approver, grid, months: int = 6):
-    """Half a year of awards, deductions and shopping, in time order."""
+def _history(rng, rules, households, stores, approver, grid, *, months: int = 6, resident=None):
+    """Half a year of awards, deductions and shopping, in time order, up to this very moment.
+
+    Calendar months in the local zone: the ``months`` before this one, then this one so far. This
+    month gets a whole month's activity, squeezed into the part of it gone by, so the board is
+    alive on any day (someone who starts the demo on the 1st at 00:05 sees a ranking, not an
+    empty month). Every award keeps within its rule's cap, as a new award would have to.
+    ``resident`` (the demo resident's household) has points to spend from the months before; this
+    month it earns like an ordinary household and twice more at the very end: it has a score this
+    month, and others ahead of it.
+    """
     now = utcnow()
-    start = now - timedelta(days=30 * months)
+    windows = []
+    for key in periods.run_up_to(periods.current_month(now), months + 1):
+        start, end = periods.bounds(key)
+        windows.append((start, min(end, now) - start))
+
+    def moment_in(window, share=None):
+        start, span = window
+        return start + span * (rng.random() if share is None else share)
+
     positive = [rule for rule in rules if rule.points > 0]
     negative = [rule for rule in rules if rule.points < 0]
+    used: dict[tuple, int] = {}
     events = []
     for household in households:
         diligence = rng.random()
-        for month in range(months):
-            month_start = start + timedelta(days=30 * month)
+        for window in windows:
+            if household is resident and window is windows[-1]:
+                diligence = 0.3  # this month an ordinary household, mid-table: its home shows a rank to climb
             for _ in range(int(diligence * 5)):
-                events.append((month_start + timedelta(seconds=rng.randint(0, 30 * 86400 - 1)), "award", household,
-                               rng.choice(positive)))
+                events.append(_award_event(rng, moment_in(window), household, positive, used))
             if rng.random() < 0.12:
-                events.append((month_start + timedelta(seconds=rng.randint(0, 30 * 86400 - 1)), "deduction",
-                               household, rng.choice(negative)))
+                events.append(_award_event(rng, moment_in(window), household, negative, used))
             if rng.random() < 0.35:
-                events.append((month_start + timedelta(seconds=rng.randint(0, 30 * 86400 - 1)), "shop",
-                               household, rng.choice(stores)))
+                events.append((moment_in(window), "shop", household, rng.choice(stores)))
+    if resident is not None:
+        by_title = {rule.title: rule for rule in positive}
+        for share, title in ((0.98, "参加志愿服务（半天）"), (0.99, "孝老爱亲")):
+            events.append(_award_event(rng, moment_in(windows[-1], share), resident,
+                                       [by_title[title], *positive], used, shuffle=False))
     events.sort(key=lambda event: event[0])
     from .ledger.service import household_account
-    for number, (moment, kind, household, target) in enumerate(events):
-        if moment >= now:
-            continue
+    for moment, kind, household, target in events:
         if kind == "shop":
             balance = household_account(household.id).balance
             affordable = [item for item in target.items if item.points <= balance and item.stock > 0]
@@ -124,9 +144,22 @@ def _history(rng, rules, households, stores, approver, grid, months: int = 6):
                 continue
             item = rng.choice(affordable)
             redeem(household, target, items=[(item, 1)], at=moment)
-        else:
-            record_award(household, target, proposer=grid, approver=approver,
-                         occurred_on=(moment + timedelta(hours=8)).date(), at=moment)
+        elif target is not None:
+            record_award(household, target, proposer=grid, approver=approver, at=moment)
+
+
+def _award_event(rng, moment, household, rules, used, *, shuffle=True):
+    """An award event with a rule the household may still earn on that local day (``None`` when
+    every rule is at its cap); counts it in ``used`` (household, rule, cap period) → awards."""
+    day = periods.today(moment)
+    for rule in (rng.sample(rules, len(rules)) if shuffle else rules):
+        if rule.cap_count is None:
+            return moment, "award", household, rule
+        key = (household.id, rule.family_id, periods.containing(rule.cap_period, day))
+        if used.get(key, 0) < rule.cap_count:
+            used[key] = used.get(key, 0) + 1
+            return moment, "award", household, rule
+    return moment, "award", household, None
 
 
 def seed_demo(echo=print) -> bool:
@@ -180,13 +213,8 @@ def seed_demo(echo=print) -> bool:
 
         for store in blm_stores + xlc_stores:
             db.session.refresh(store)
-        _history(rng, blm_rules, blm_households, blm_stores, committee, grid)
+        _history(rng, blm_rules, blm_households, blm_stores, committee, grid, resident=resident_household)
         _history(rng, xlc_rules, xlc_households, xlc_stores, xlc_committee, None)
-        # The demo resident's household always has points to spend.
-        record_award(resident_household, blm_rules[10], proposer=grid, approver=committee,
-                     at=utcnow() - timedelta(days=1))
-        record_award(resident_household, blm_rules[15], proposer=grid, approver=committee,
-                     at=utcnow() - timedelta(hours=20))
     echo("Demo village loaded: 八里庙村 (BLM, 60 households) and 新立村 (XLC, 20 households).")
     echo(f"Logins (password {DEMO_PASSWORD}):")
     for phone, role in (("13800000001", "committee of BLM"), ("13800000002", "grid manager of 八里庙屯"),

@@ -6,6 +6,11 @@ The schema is made once per session by the real Alembic migrations and the demo
 village by the real ``seed-demo``; each test gets its own copy (a file copy on
 SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL), so tests commit for real
 and never see each other. After every test the ledger must verify clean.
+
+The demo is seeded up to the moment it runs, so its template is made per calendar
+month: a test that pins the clock (``@pytest.mark.clock("2026-12-01 00:05")``,
+Asia/Shanghai unless the text says otherwise) gets the demo as seeded at that
+moment, and a run that crosses into a new month gets one seeded in the new month.
 """
 from __future__ import annotations
 
@@ -13,12 +18,15 @@ import os
 import shutil
 import uuid
 from contextlib import contextmanager
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from sqlalchemy.engine import make_url
 
-from moralbank import create_app
-from moralbank.database import reset_clock
+from moralbank import create_app, periods
+from moralbank.database import reset_clock, utcnow
 from moralbank.extensions import db
 
 BACKEND = os.environ.get("MORALBANK_TEST_DB", "sqlite")
@@ -61,27 +69,45 @@ class Databases:
     def __init__(self, tmp_root):
         self.tmp_root = tmp_root
         self.templates: dict[bool, str] = {}
+        #: demo templates as (month, moment seeded at, template): see ``template``
+        self.demos: list[tuple[str, datetime, str]] = []
         self.tag = uuid.uuid4().hex[:8]
         self.created: list[str] = []
 
     def template(self, seed: bool) -> str:
-        if seed not in self.templates:
-            if BACKEND == "sqlite":
-                path = self.tmp_root / f"template-{'demo' if seed else 'empty'}.db"
-                build_database(f"sqlite:///{path}", seed=seed)
-                import sqlite3
-                with sqlite3.connect(path) as conn:  # fold the WAL into the file before copying it
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                self.templates[seed] = str(path)
-            else:
-                name = f"mbt_{self.tag}_{'demo' if seed else 'empty'}"
-                with pg_admin() as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                build_database(pg_url(name), seed=seed)
-                self.templates[seed] = name
-                self.created.append(name)
-        return self.templates[seed]
+        """The empty template, or a demo template seeded in this calendar month and not after now.
+
+        The demo's history runs up to the moment it was seeded and its current month always has
+        scored households; so a test reads "this month" as the demo's own month, and a test whose
+        clock is pinned never sees history from after its "now".
+        """
+        if not seed:
+            if seed not in self.templates:
+                self.templates[seed] = self._build("empty", seed=False)
+            return self.templates[seed]
+        now = utcnow()
+        month = periods.current_month(now)
+        fitting = [demo for demo in self.demos if demo[0] == month and demo[1] <= now]
+        if not fitting:
+            fitting = [(month, now, self._build(f"demo{len(self.demos)}", seed=True))]
+            self.demos.extend(fitting)
+        return max(fitting)[2]
+
+    def _build(self, label: str, *, seed: bool) -> str:
+        if BACKEND == "sqlite":
+            path = self.tmp_root / f"template-{label}.db"
+            build_database(f"sqlite:///{path}", seed=seed)
+            import sqlite3
+            with sqlite3.connect(path) as conn:  # fold the WAL into the file before copying it
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return str(path)
+        name = f"mbt_{self.tag}_{label}"
+        with pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        build_database(pg_url(name), seed=seed)
+        self.created.append(name)
+        return name
 
     def fresh(self, tmp_path, seed: bool = True) -> str:
         template = self.template(seed)
@@ -130,6 +156,30 @@ def _assert_ledger_clean(app) -> None:
     assert report.ok, "ledger verify failed after the test:\n" + "\n".join(report.discrepancies)
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def local_moment(text: str) -> datetime:
+    """A moment written as ISO text; Asia/Shanghai (the deployment's zone) unless it names one."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def clock(request):
+    """The clock pinned where the test's ``@pytest.mark.clock(moment, tick=False)`` says, from
+    before its app and database are made until after its ledger is verified; the real clock
+    without the mark. time-machine moves ``datetime.now`` and ``time.time``, so
+    ``moralbank.database.utcnow()`` and its test-only ``travel()`` follow. Yields the traveller
+    (``clock.move_to(...)``) or None."""
+    marker = request.node.get_closest_marker("clock")
+    if marker is None:
+        yield None
+        return
+    with time_machine.travel(local_moment(marker.args[0]), tick=marker.kwargs.get("tick", False)) as traveller:
+        yield traveller
+
+
 @pytest.fixture
 def app_config(tmp_path):
     """Extra settings for the ``app`` fixture; override in a module or test. Photos go to the test's folder."""
@@ -155,14 +205,14 @@ def app_on_fresh_database(databases, folder, *, seed: bool = True, extra: dict |
 
 
 @pytest.fixture
-def app(databases, tmp_path, app_config):
+def app(clock, databases, tmp_path, app_config):
     """An app on a fresh copy of the demo database; the ledger must verify clean afterwards."""
     with app_on_fresh_database(databases, tmp_path, extra=app_config) as application:
         yield application
 
 
 @pytest.fixture
-def empty_app(databases, tmp_path):
+def empty_app(clock, databases, tmp_path):
     """An app on a migrated database with no data."""
     with app_on_fresh_database(databases, tmp_path, seed=False) as application:
         yield application

@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 from sqlalchemy import text
 
 from conftest import csrf_from
-from test_rankings import (PHONE_RE, SHANGHAI, area_id, balance, current_periods, expected_order, give,
+from test_rankings import (NEW_MONTH, PHONE_RE, SHANGHAI, area_id, balance, current_periods, expected_order, give,
                            household_id, masked, people_of, session_of, stars, this_month, thresholds)
 
 HOUSEHOLD_NUMBER = re.compile(r"\b(?:BLM|XLC)-\d{3}\b")
@@ -123,6 +123,7 @@ def assert_public(app, html: str) -> None:
 
 # --- the public board ------------------------------------------------------------------------
 
+@NEW_MONTH
 def test_public_board_without_login_is_masked_and_filters_by_period_and_hamlet(app, client):
     month = this_month()
     html = get(client, "/v/BLM")  # no login
@@ -255,6 +256,7 @@ def test_notice_board_print_view(app, client, api):
 
 # --- the resident ----------------------------------------------------------------------------
 
+@NEW_MONTH
 def test_resident_home_shows_balance_month_score_rank_stars_and_chart(app, client, auth):
     own = household_id(app, "BLM-001")
     month = this_month()
@@ -340,6 +342,7 @@ def charts_of(html: str) -> dict[str, list[int]]:
     return {name: [int(v) for v in re.findall(r"<title>(-?\d+)</title>", body)] for name, body in zip(figures, bodies)}
 
 
+@NEW_MONTH
 def test_committee_dashboard_shows_participation_and_category_charts(app, client, auth):
     month = this_month()
     auth.login("committee")

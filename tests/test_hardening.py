@@ -135,16 +135,14 @@ def test_ids_past_the_integer_columns_are_not_server_errors(client, auth, path):
 
 @pytest.mark.parametrize("period", ["2026-10\n", "20２６-10", "2026-1０", " 2026-10"])
 def test_a_month_spelled_with_odd_characters_is_not_a_month(app, period):
+    from moralbank import periods
     from moralbank.errors import Invalid
-    from moralbank.rankings import service as rankings
-    from moralbank.stores.service import check_month
 
     with app.app_context():
         with pytest.raises(Invalid):
-            check_month(period)  # settlement keys: one spelling per month
-        if not period.strip().isascii():
-            with pytest.raises(Invalid):
-                rankings.check_period(period)  # rankings forgive spaces, not other digits
+            periods.check_month(period)  # settlement keys: one spelling per month
+        with pytest.raises(Invalid):
+            periods.check(period)  # rankings too: one period, one key
 
 
 def test_a_phone_typed_with_full_width_digits_logs_in(client):

@@ -23,7 +23,7 @@ from moralbank.ledger.verify import verify
 from moralbank.people.models import Household
 from moralbank.people.service import village_by_code
 from moralbank.rankings.models import HouseholdScore
-from moralbank.rankings.scores import periods_of
+from moralbank.periods import periods_of
 from moralbank.stores.models import Item, Redemption, Store
 from moralbank.stores.service import redeem
 

@@ -5,6 +5,7 @@ from flask import g, jsonify, request
 from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 
+from .. import periods
 from ..database import write_transaction
 from ..errors import NotFound
 from ..extensions import db
@@ -189,5 +190,5 @@ def overview():
     if not rows:
         access.require(False, _("没有可查看的村"))
     return jsonify(OverviewSchema().dump({
-        "month": month or rankings.current_periods()["month"],
+        "month": month or periods.current_month(),
         "items": [dict(row, village=row["village"].code, name=row["village"].name) for row in rows]}))

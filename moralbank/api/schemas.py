@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+#: calendar periods as the document states them (ASCII digits only); their one home is moralbank.periods
+from ..periods import MONTH_PATTERN, PERIOD_PATTERN  # noqa: F401 (the API's schemas use them through here)
+
 #: ids and cursors stay within the id columns' INTEGER (PostgreSQL's int4: a larger number in a
 #: query is a DataError, not "not found")
 ID_MAX = 2**31 - 1
-
-
-#: calendar periods as the document states them: ASCII digits only (Python's \d also takes "２０２６")
-MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
-PERIOD_PATTERN = r"^(all|20[0-9]{2}|20[0-9]{2}-Q[1-4]|20[0-9]{2}-(0[1-9]|1[0-2]))$"
 
 
 class WholeRegexp(validate.Regexp):

@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from .. import periods
 from ..database import utcnow, write_transaction
 from ..errors import NotFound
 from ..extensions import db, limiter
@@ -316,7 +317,7 @@ def _statement_body(statement: stores.Statement) -> dict:
      response=StatementSchema, errors=(403, 404), query=StatementArgsSchema)
 def get_statement(store_id):
     store = _store(store_id)
-    period = StatementArgsSchema().load(request.args)["period"] or stores.current_month()
+    period = StatementArgsSchema().load(request.args)["period"] or periods.current_month()
     return jsonify(_statement_body(stores.statement(g.api_user, store, period)))
 
 

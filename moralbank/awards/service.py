@@ -19,8 +19,9 @@ from flask_babel import gettext as _
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from .. import periods
 from ..audit.service import record as audit
-from ..database import UTCDateTime, in_write_transaction, local_zone, utcnow, write_transaction
+from ..database import UTCDateTime, in_write_transaction, utcnow, write_transaction
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..i18n import N_
@@ -109,20 +110,6 @@ def active_rules(village: Area) -> list[Rule]:
 
 # --- caps ------------------------------------------------------------------------------------
 
-def period_bounds(period: str, day: date) -> tuple[date, date]:
-    """First day of the cap period containing ``day`` and first day of the next one."""
-    if period == "month":
-        start = day.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-    elif period == "quarter":
-        start = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-        end = (start + timedelta(days=95)).replace(day=1)
-    else:
-        start = day.replace(month=1, day=1)
-        end = start.replace(year=start.year + 1)
-    return start, end
-
-
 _PERIOD_WORDS = {"month": N_("本月"), "quarter": N_("本季度"), "year": N_("本年度")}
 
 
@@ -131,7 +118,7 @@ def check_cap(household: Household, rule: Rule, occurred_on: date, quantity: int
     """Refuse when this award would exceed the rule's cap; say when the household may earn it again."""
     if rule.cap_count is None:
         return
-    start, end = period_bounds(rule.cap_period, occurred_on)
+    start, end = periods.days(periods.containing(rule.cap_period, occurred_on))
     query = (select(func.coalesce(func.sum(Award.quantity), 0))
              .join(Rule, Rule.id == Award.rule_id)
              .where(Award.household_id == household.id, Rule.family_id == rule.family_id,
@@ -163,10 +150,6 @@ class Proposal:
     note: str | None = None
     occurred_on: date | None = None
     photo: bytes | None = None
-
-
-def today_local() -> date:
-    return utcnow().astimezone(local_zone()).date()
 
 
 def _authorise_proposal(actor: User, household: Household, rule: Rule) -> str:
@@ -203,7 +186,7 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
     quantity = proposal.quantity
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         raise Invalid(_("数量应为 1 到 %(n)s", n=MAX_QUANTITY), fields={"quantity": [_("超出范围")]})
-    today = today_local()
+    today = periods.today()
     occurred_on = proposal.occurred_on or today
     if occurred_on > today:
         raise Invalid(_("日期不能晚于今天"), fields={"occurred_on": [_("不能是将来")]})
@@ -422,7 +405,7 @@ def record_award(household: Household, rule: Rule, *, proposer=None, approver=No
     when = at or utcnow()
     award = Award(village_id=household.village_id, household_id=household.id, rule_id=rule.id,
                   quantity=quantity, points=rule.points * quantity, status="approved", note=note,
-                  occurred_on=occurred_on or when.date(), proposed_by_id=getattr(proposer, "id", None),
+                  occurred_on=occurred_on or periods.today(when), proposed_by_id=getattr(proposer, "id", None),
                   proposed_at=when - timedelta(hours=2), decided_by_id=getattr(approver, "id", None),
                   decided_at=when, notice_ends_at=when)
     db.session.add(award)
@@ -469,14 +452,13 @@ def _check_reversible(original: Transfer) -> None:
     """Settlements are money already paid: they are not reversed. A redemption of a month the
     store has been paid for cannot be undone either (the statement and the payment would disagree)."""
     from ..ledger.models import Account
-    from ..rankings.scores import periods_of
     from ..stores.models import Settlement
 
     if original.code == "settlement":
         raise Conflict(_("结算记录不能冲正"), code="not_reversible")
     if original.code == "redemption":
         store_id = db.session.scalar(select(Account.store_id).where(Account.id == original.credit_account_id))
-        month = periods_of(original.created_at)[0]
+        month = periods.containing("month", original.created_at)
         settled = db.session.scalar(select(Settlement.id).where(Settlement.store_id == store_id,
                                                                 Settlement.period == month))
         if settled is not None:

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
+from ..periods import periods_of
 from ..rankings.models import HouseholdScore
-from ..rankings.scores import periods_of
 from .models import Account, Transfer
 
 

@@ -12,16 +12,10 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..database import UTCDateTime, local_zone
+from ..database import UTCDateTime
 from ..extensions import db
+from ..periods import periods_of
 from .models import HouseholdScore
-
-
-def periods_of(moment: datetime) -> tuple[str, str, str, str]:
-    """The month, quarter, year and all-time period keys of a moment, in local time."""
-    local = moment.astimezone(local_zone())
-    return (f"{local.year}-{local.month:02d}", f"{local.year}-Q{(local.month - 1) // 3 + 1}",
-            f"{local.year}", "all")
 
 
 def score_effect(transfer, debit, credit) -> tuple[int, int] | None:

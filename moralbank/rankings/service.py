@@ -6,7 +6,6 @@ first, then household id, and no query sums the ledger.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,49 +13,16 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, func, or_, select
 
 from ..audit.service import record as audit
-from ..database import in_write_transaction, local_zone, utcnow
+from .. import periods
+from ..database import in_write_transaction, utcnow
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident, User
 from ..people.service import mask_name
 from .models import HouseholdScore, RankingSnapshot, RankingSnapshotEntry
-from .scores import periods_of
 
-PERIOD_RE = re.compile(r"all|20[0-9]{2}|20[0-9]{2}-Q[1-4]|20[0-9]{2}-(0[1-9]|1[0-2])")  # used with fullmatch
-MONTH_RE = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])")  # used with fullmatch
 MAX_LIMIT = 500
-
-
-def current_periods(moment: datetime | None = None) -> dict[str, str]:
-    """This month's, quarter's and year's keys (and 'all') in the deployment's time zone."""
-    month, quarter, year, everything = periods_of(moment or utcnow())
-    return {"month": month, "quarter": quarter, "year": year, "all": everything}
-
-
-def check_period(period: str | None) -> str:
-    period = (period or "all").strip()
-    if not PERIOD_RE.fullmatch(period):
-        raise Invalid(_("期间应为 2026-11、2026-Q4、2026 或 all"), code="bad_period",
-                      fields={"period": [_("格式不对")]})
-    return period
-
-
-def previous_month(period: str) -> str:
-    year, month = (int(part) for part in period.split("-"))
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
-
-
-def period_label(period: str) -> str:
-    if period == "all":
-        return _("累计")
-    if "-Q" in period:
-        year, quarter = period.split("-Q")
-        return _("%(year)s年第%(q)s季度", year=year, q=quarter)
-    if "-" in period:
-        year, month = period.split("-")
-        return _("%(year)s年%(month)s月", year=year, month=int(month))
-    return _("%(year)s年", year=period)
 
 
 @dataclass
@@ -82,7 +48,7 @@ def _scope(village: Area, hamlet_id: int | None) -> Area | None:
 def ranking(village: Area, period: str = "all", *, hamlet_id: int | None = None, limit: int = 100,
             offset: int = 0) -> list[RankLine]:
     """The live ranking: names masked, ties by who reached the score first, then household id."""
-    period = check_period(period)
+    period = periods.check(period or periods.ALL)
     hamlet = _scope(village, hamlet_id)
     # a page and one more, so a caller can peek whether another page follows (the API's ``next``)
     limit = max(1, min(int(limit), MAX_LIMIT + 1))
@@ -130,13 +96,7 @@ def rank_of(household: Household, period: str, *, in_hamlet: bool = False) -> tu
 
 def monthly_scores(household: Household, months: int = 12) -> list[tuple[str, int]]:
     """The household's score in each of the last ``months`` months, oldest first (0 where none)."""
-    now = utcnow().astimezone(local_zone())
-    keys = []
-    year, month = now.year, now.month
-    for _step in range(months):
-        keys.append(f"{year}-{month:02d}")
-        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
-    keys.reverse()
+    keys = periods.run_up_to(periods.current_month(), months)
     found = dict(db.session.execute(select(HouseholdScore.period, HouseholdScore.score).where(
         HouseholdScore.household_id == household.id, HouseholdScore.period.in_(keys))).all())
     return [(key, found.get(key, 0)) for key in keys]
@@ -149,12 +109,12 @@ def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = 
     """Freeze the ranking of a period for the notice board (committee). Later awards do not change it."""
     assert in_write_transaction()
     access.require(access.is_committee(actor, village), _("只有村委会可以发布排行榜"))
-    period = check_period(period)
+    period = periods.check(period or periods.ALL)
     hamlet = _scope(village, hamlet_id)
     lines = list(full_ranking(village, period, hamlet_id=hamlet_id))
     if not lines:
         raise Invalid(_("这个期间还没有任何积分，不能发布"), code="empty_ranking")
-    heading = (title or "").strip()[:64] or _("%(period)s 积分榜", period=period_label(period))
+    heading = (title or "").strip()[:64] or _("%(period)s 积分榜", period=periods.label(period))
     snapshot = RankingSnapshot(village_id=village.id, hamlet_id=hamlet.id if hamlet else None, period=period,
                                title=heading, published_by_id=actor.id, published_at=utcnow())
     db.session.add(snapshot)
@@ -184,14 +144,9 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
     from ..awards.models import CATEGORIES, Award, Rule
     from ..ledger.models import Transfer
 
-    month = period or current_periods()["month"]
-    if not MONTH_RE.fullmatch(month):
-        raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period")
-    months = [month]
-    for _step in range(5):  # not ``_``: that would shadow gettext in the whole function
-        months.append(previous_month(months[-1]))
-    months.reverse()
-    start = datetime(int(months[0][:4]), int(months[0][5:]), 1, tzinfo=local_zone())
+    month = periods.check_month(period or periods.current_month(), field="month")
+    months = periods.run_up_to(month, 6)
+    start = periods.bounds(months[0])[0]
     reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None),
                                                       Transfer.village_id == village.id)
     rows = db.session.execute(
@@ -201,7 +156,7 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
                Transfer.created_at >= start, Transfer.id.not_in(reversed_ids))).all()
     by_category: dict[str, dict[str, int]] = {key: {m: 0 for m in months} for key in CATEGORIES}
     for category, created_at, code, amount in rows:
-        key = periods_of(created_at)[0]
+        key = periods.periods_of(created_at)[0]
         if key in months:
             by_category.setdefault(category, {m: 0 for m in months})[key] += amount if code == "award" else -amount
     households = db.session.scalar(select(func.count()).select_from(Household)
@@ -211,7 +166,7 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
     this = dict(db.session.execute(select(HouseholdScore.household_id, HouseholdScore.score).where(
         HouseholdScore.village_id == village.id, HouseholdScore.period == month)).all())
     last = dict(db.session.execute(select(HouseholdScore.household_id, HouseholdScore.score).where(
-        HouseholdScore.village_id == village.id, HouseholdScore.period == previous_month(month))).all())
+        HouseholdScore.village_id == village.id, HouseholdScore.period == periods.previous(month))).all())
     change = {hid: this.get(hid, 0) - last.get(hid, 0) for hid in set(this) | set(last)}
     heads = dict(db.session.execute(select(Resident.household_id, Resident.name).where(
         Resident.household_id.in_(list(change) or [-1]), Resident.is_head.is_(True))).all())
@@ -237,11 +192,8 @@ def town_overview(user: User, period: str | None = None) -> list[dict]:
     """The villages a supervisor (or committee) may see, side by side for a month."""
     from ..stores.models import Redemption
 
-    month = period or current_periods()["month"]
-    if not MONTH_RE.fullmatch(month):
-        raise Invalid(_("仪表盘按月份查看，例如 2026-11"), code="bad_period", fields={"month": [_("格式不对")]})
-    start = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=local_zone())
-    end = datetime(int(month[:4]) + (month[5:] == "12"), int(month[5:]) % 12 + 1, 1, tzinfo=local_zone())
+    month = periods.check_month(period or periods.current_month(), field="month")
+    start, end = periods.bounds(month)
     rows = []
     for village in access.villages_visible(user):
         households = db.session.scalar(select(func.count()).select_from(Household)

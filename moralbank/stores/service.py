@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from flask_babel import gettext as _
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import periods
 from ..audit.service import record as audit
-from ..database import in_write_transaction, local_zone, utcnow
+from ..database import in_write_transaction, utcnow
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..ledger import service as ledger
@@ -368,30 +368,6 @@ def balance_after(redemption: Redemption) -> int:
 
 # --- statements and settlement ---------------------------------------------------------------
 
-MONTH_RE = re.compile(r"(20[0-9]{2})-(0[1-9]|1[0-2])")  # fullmatch: ASCII digits, no trailing newline
-
-
-def check_month(period: str | None) -> str:
-    """A month exactly as ``YYYY-MM`` (2000–2099): one spelling per month, so a month has one
-    settlement key (``2026-010`` or ``2026-10 `` must not name October a second time)."""
-    if not isinstance(period, str) or not MONTH_RE.fullmatch(period):
-        raise Invalid(_("期间格式应为 2026-11"), code="bad_period", fields={"period": [_("格式不对")]})
-    return period
-
-
-def month_bounds(period: str) -> tuple[datetime, datetime]:
-    """Start and end of a calendar month ``YYYY-MM`` in the deployment's time zone."""
-    year, month = (int(part) for part in check_month(period).split("-"))
-    start = datetime(year, month, 1, tzinfo=local_zone())
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start, end
-
-
-def current_month() -> str:
-    now = utcnow().astimezone(local_zone())
-    return f"{now.year}-{now.month:02d}"
-
-
 @dataclass
 class Statement:
     store: Store
@@ -415,8 +391,8 @@ def _require_statement_reader(user: User, store: Store) -> Area:
 def statement(user: User, store: Store, period: str) -> Statement:
     """Every redemption at the store in a month, the points and the money owed; reads the ledger."""
     village = _require_statement_reader(user, store)
-    period = check_month(period)
-    start, end = month_bounds(period)
+    period = periods.check_month(period)  # one spelling per month: one settlement key per month
+    start, end = periods.bounds(period)
     account = ledger.store_account(store.id)
     rows = db.session.execute(
         select(Redemption, Transfer.id).join(Transfer, (Transfer.redemption_id == Redemption.id)
@@ -453,8 +429,8 @@ def settle(actor: User, store: Store, period: str) -> Settlement:
     assert in_write_transaction()
     village = db.session.get(Area, store.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以结算"))
-    period = check_month(period)
-    start, end = month_bounds(period)
+    period = periods.check_month(period)  # one spelling per month: one settlement key per month
+    start, end = periods.bounds(period)
     if end > utcnow():
         raise Invalid(_("%(period)s 还没结束，月底以后才能结算", period=period), code="period_open")
     existing = db.session.scalar(select(Settlement.id).where(Settlement.store_id == store.id,

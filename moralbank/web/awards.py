@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from .. import periods
 from ..audit.models import AuditEntry
 from ..awards import service as awards
 from ..awards.models import CAP_PERIODS, CATEGORIES, Award, Objection, Rule
@@ -102,7 +103,7 @@ def propose():
             flash(error.message, "error")
             status = error.status
     return render_template("awards/propose.html", village=village, households=households, rules=rules,
-                           form_key=new_form_key(), form=request.form, today=awards.today_local(),
+                           form_key=new_form_key(), form=request.form, today=periods.today(),
                            selected=request.args.get("household", type=bounded_int)), status
 
 
@@ -153,7 +154,7 @@ def sheet():
     return render_template("awards/sheet.html", village=village, hamlets=hamlets, hamlet=hamlet,
                            all_rules=all_rules, chosen=chosen, households=households, problems=problems,
                            bad_numbers={label.split(" ", 1)[0] for label in problems},
-                           form_key=new_form_key(), form=request.form, today=awards.today_local()), status
+                           form_key=new_form_key(), form=request.form, today=periods.today()), status
 
 
 # --- resident --------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def declare():
             flash(error.message, "error")
             status = error.status
     return render_template("awards/declare.html", household=household, rules=rules, form_key=new_form_key(),
-                           form=request.form, today=awards.today_local()), status
+                           form=request.form, today=periods.today()), status
 
 
 # --- committee -------------------------------------------------------------------------------

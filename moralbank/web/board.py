@@ -2,15 +2,14 @@
 dashboards for the committee and supervisors, and exports."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from .. import periods
 from ..awards import service as awards
 from ..awards.models import CATEGORIES
-from ..database import local_zone, write_transaction
+from ..database import write_transaction
 from ..errors import DomainError
 from ..extensions import db
 from ..people import access
@@ -26,8 +25,7 @@ bp = Blueprint("board", __name__)
 
 
 def _period_choices() -> list[tuple[str, str]]:
-    current = rankings.current_periods()
-    return [(current[key], rankings.period_label(current[key])) for key in ("month", "quarter", "year", "all")]
+    return [(key, periods.label(key)) for key in periods.current().values()]
 
 
 # --- the public board ------------------------------------------------------------------------
@@ -36,7 +34,7 @@ def _period_choices() -> list[tuple[str, str]]:
 def public_board(code):
     """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked."""
     village = village_by_code(code)
-    period = request.args.get("period") or rankings.current_periods()["month"]
+    period = request.args.get("period") or periods.current_month()
     hamlet = request.args.get("hamlet", type=bounded_int)
     try:
         lines = rankings.ranking(village, period, hamlet_id=hamlet, limit=100)
@@ -61,7 +59,7 @@ def snapshot_page(code, snapshot_id):
     template = "board/print_ranking.html" if request.args.get("print") else "board/snapshot.html"
     return render_template(template, village=village, snapshot=snapshot,
                            entries=rankings.snapshot_entries(snapshot),
-                           period_label=rankings.period_label(snapshot.period))
+                           period_label=periods.label(snapshot.period))
 
 
 @bp.get("/v/<code>/notices/print")
@@ -102,10 +100,10 @@ def _resident_household() -> Household:
 def resident_home_context(household: Household) -> dict:
     """What a resident sees first: balance, this month's score and rank, stars, a chart."""
     village = db.session.get(Area, household.village_id)
-    month = rankings.current_periods()["month"]
+    month = periods.current_month()
     rank, month_score, ranked = rankings.rank_of(household, month)
     hamlet_rank, _score, hamlet_ranked = rankings.rank_of(household, month, in_hamlet=True)
-    return {"household": household_summary(household), "village": village, "month_label": rankings.period_label(month),
+    return {"household": household_summary(household), "village": village, "month_label": periods.label(month),
             "month_score": month_score, "rank": rank, "ranked": ranked, "hamlet_rank": hamlet_rank,
             "hamlet_ranked": hamlet_ranked, "chart": chart_bars(rankings.monthly_scores(household, 12)),
             "history": transfer_history(household, limit=5)[0]}
@@ -191,7 +189,7 @@ def overview():
     if not rows:
         abort(403)
     return render_template("board/overview.html", rows=rows,
-                           month=request.args.get("month") or rankings.current_periods()["month"])
+                           month=request.args.get("month") or periods.current_month())
 
 
 EXPORT_KINDS = {"rankings", "awards", "transfers"}
@@ -204,13 +202,13 @@ def export(kind, fmt):
     if kind not in EXPORT_KINDS or fmt not in ("xlsx", "csv"):
         abort(404)
     village = _staff_village(request.args.get("village"))
-    period = request.args.get("period") or rankings.current_periods()["month"]
+    period = request.args.get("period") or periods.current_month()
     try:
-        period = rankings.check_period(period)
+        period = periods.check(period)
         if kind == "rankings":
             rows = exports.ranking_rows(village, period, request.args.get("hamlet", type=bounded_int))
         else:
-            start, end = _period_bounds(period)
+            start, end = periods.bounds(period)
             rows = (exports.award_rows if kind == "awards" else exports.transfer_rows)(village, start, end)
         data = exports.as_xlsx(rows, f"{kind}-{period}") if fmt == "xlsx" else exports.as_csv(rows)
     except DomainError as error:
@@ -224,21 +222,3 @@ def export(kind, fmt):
     import io
     return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True,
                      download_name=f"{village.code}-{kind}-{period}.{fmt}")
-
-
-def _period_bounds(period: str) -> tuple[datetime, datetime]:
-    zone = local_zone()
-    if period == "all":
-        return datetime(2000, 1, 1, tzinfo=zone), datetime(2100, 1, 1, tzinfo=zone)
-    if "-Q" in period:
-        year, quarter = int(period[:4]), int(period[-1])
-        start = datetime(year, 3 * quarter - 2, 1, tzinfo=zone)
-        end = datetime(year + (quarter == 4), (3 * quarter) % 12 + 1, 1, tzinfo=zone)
-        return start, end
-    if "-" in period:
-        year, month = int(period[:4]), int(period[5:])
-        return datetime(year, month, 1, tzinfo=zone), datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=zone)
-    year = int(period)
-    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
-
-

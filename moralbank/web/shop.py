@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from .. import periods
 from ..database import local_zone, utcnow, write_transaction
 from ..errors import DomainError, NotFound
 from ..extensions import db, limiter
@@ -314,7 +315,7 @@ def committee_stores():
             flash(error.message, "error")
     shops = stores.village_stores(village)
     return render_template("shop/committee_stores.html", village=village, shops=shops, form_key=new_form_key(),
-                           period=stores.current_month())
+                           period=periods.current_month())
 
 
 def _statement_store(store_id: int) -> Store:
@@ -329,7 +330,7 @@ def _statement_store(store_id: int) -> Store:
 def statement(store_id):
     """The month's statement; the committee settles it here (once)."""
     store = _statement_store(store_id)
-    period = request.values.get("period") or stores.current_month()
+    period = request.values.get("period") or periods.current_month()
     if request.method == "POST":
         if not access.is_committee(current_user, db.session.get(Area, store.village_id)):
             abort(403)  # readers of the statement (clerk, supervisor) do not settle
@@ -345,7 +346,7 @@ def statement(store_id):
         owed = stores.statement(current_user, store, period)
     except DomainError as error:
         flash(error.message, "error")
-        period = stores.current_month()
+        period = periods.current_month()
         owed = stores.statement(current_user, store, period)
     village = db.session.get(Area, store.village_id)
     return render_template("shop/statement.html", s=owed, store=store, village=village,
@@ -356,7 +357,7 @@ def statement(store_id):
 @login_required
 def statement_xlsx(store_id):
     store = _statement_store(store_id)
-    period = request.args.get("period") or stores.current_month()
+    period = request.args.get("period") or periods.current_month()
     owed = stores.statement(current_user, store, period)
     village = db.session.get(Area, store.village_id)
     from ..stores.exports import statement_workbook
