@@ -91,8 +91,12 @@ def household_account(household_id: int) -> Account:
     return account
 
 
-def store_account(store_id: int) -> Account:
-    account = db.session.scalar(select(Account).where(Account.store_id == store_id))
+def store_account(store_id: int, *, lock: bool = False) -> Account:
+    """A store's account; with ``lock``, its row taken FOR UPDATE (PostgreSQL) until the transaction ends."""
+    query = select(Account).where(Account.store_id == store_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    account = db.session.scalar(query)
     if account is None:
         raise NotFound(_("这个商店没有积分账户"))
     return account
@@ -248,11 +252,16 @@ def _existing(values: dict) -> Transfer:
     return existing
 
 
-def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str) -> Posted:
+def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str, prepare=None) -> Posted:
     """Undo a transfer by the opposite transfer, linked to it. A transfer is reversed at most once.
 
     A reversal is never refused for want of balance: a correction may take a
     household below zero (spending is then blocked until it is positive again).
+
+    A retry under the key of a reversal already written replays it before anything else is
+    checked: what may have changed since (the month settled) does not turn a replay into a
+    refusal. Otherwise ``prepare(original)`` runs first: the owning domain's checks (it may
+    refuse by raising) and effects (they commit with the reversal, or not at all).
     """
     if original.code == "reversal":
         raise Invalid(_("冲正记录本身不能再冲正"), code="not_reversible")
@@ -260,10 +269,26 @@ def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str
         raise Invalid(_("请填写冲正原因"), fields={"reason": [_("必填")]})
     debit = db.session.get(Account, original.credit_account_id)
     credit = db.session.get(Account, original.debit_account_id)
+    replayed = _replay_of(original, idempotency_key)
+    if replayed is not None:
+        return Posted(replayed, replayed=True)
+    if prepare is not None:
+        prepare(original)
     return transfer(debit=debit, credit=credit, amount=original.amount, code="reversal",
                     idempotency_key=idempotency_key, actor=actor, reason=reason.strip(),
                     award_id=original.award_id, redemption_id=original.redemption_id,
                     settlement_id=original.settlement_id, reverses=original)
+
+
+def _replay_of(original: Transfer, idempotency_key: str) -> Transfer | None:
+    """The reversal of ``original`` already written under this key, if any; another transfer under it is a conflict."""
+    existing = db.session.scalar(select(Transfer).where(Transfer.village_id == original.village_id,
+                                                        Transfer.idempotency_key == idempotency_key))
+    if existing is None:
+        return None
+    if existing.reverses_id != original.id or existing.code != "reversal":
+        raise IdempotencyConflict(_("这个幂等键已用于另一笔不同的操作"))
+    return existing
 
 
 def signed_amount(transfer_row: Transfer, account_id: int) -> int:
