@@ -13,10 +13,13 @@ Invariants kept here (and checked by ``verify``):
   NOTHING``): the same key with the same transfer replays it, with another
   transfer it is a conflict;
 * a transfer is reversed at most once (unique ``reverses_id``), and a
-  reversal is never itself reversed.
+  reversal is never itself reversed;
+* an idempotency key is never cut: a key longer than the column is refused, and
+  keys derived from a client's key (``request_key``) carry its digest, not a prefix of it.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -137,6 +140,24 @@ def village_account(village_id: int, kind: str) -> Account:
 
 # --- transfers ------------------------------------------------------------------------------
 
+#: the stored length of an idempotency key (``transfers.idempotency_key``)
+KEY_LENGTH = Transfer.__table__.c.idempotency_key.type.length
+
+
+def request_key(kind: str, user_id: int, client_key: str) -> str:
+    """The ledger key of a client's request: ``kind:user:<SHA-256 of the client's key>``.
+
+    The client's key alone may already fill the column (the edge allows the stored length), so
+    ``kind:user:key`` would not fit, and cutting it would make two keys that differ only near
+    the end one key: the second request would replay or conflict with the first. The digest is
+    a fixed 64 characters, so the derived key always fits whole.
+    """
+    digest = hashlib.sha256(client_key.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"{kind}:{user_id}:{digest}"
+    assert len(key) <= KEY_LENGTH, key
+    return key
+
+
 # The hot path's statements are built once (per dialect) and run on the session's connection
 # with parameters: no statement construction, cache-key generation or ORM layer per transfer.
 _STATEMENTS: dict[str, dict] = {}
@@ -197,7 +218,7 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
         raise Invalid(_("转出和转入不能是同一个账户"))
     if debit.village_id != credit.village_id:
         raise Invalid(_("不能在两个村之间转积分"))
-    if not idempotency_key or len(idempotency_key) > 128:
+    if not idempotency_key or len(idempotency_key) > KEY_LENGTH:
         raise Invalid(_("缺少幂等键"), fields={"idempotency_key": [_("1 到 128 个字符")]})
 
     values = {
