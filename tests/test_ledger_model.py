@@ -18,7 +18,7 @@ Invariants after every step (one statement reads all but ``verify()``):
 * the households' scores in every period (month, quarter, year, all time) equal the model
   (spending never changes them; a reversal takes back in the original's periods);
 * every item's stock equals the model (it never goes below zero; a refused
-  redemption gives back what it took); every code is used or unused as the model
+  redemption gives back what it took, and so does a reversed one); every code is used or unused as the model
   says (a refused redemption leaves its code usable); the store's redemptions and
   settlements are the model's;
 * ``verify()`` finds nothing (every ``MORALBANK_MODEL_VERIFY_EVERY``-th step).
@@ -235,6 +235,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.stock: dict[int, int] = {}         # item id -> expected stock
         self.used: dict[int, bool] = {}         # code id -> used?
         self.sold: dict[int, tuple[str, int]] = {}  # code redemption transfer id -> (month, points)
+        self.carts: dict[int, Counter] = {}     # code redemption transfer id -> item id -> quantity taken
         self.settled: dict[str, int] = {}       # month -> settlement id
         self.settlements: dict[int, int] = {}   # settlement id -> points
         self.redemptions = 0                    # redemption rows of the store
@@ -500,6 +501,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert expected is None, f"reversed {original} though the model expected {expected}"
         assert row[1:] == (original.credit, original.debit, original.amount, "reversal", original.id), row
         self.reversed.add(original.id)
+        # A reversed redemption puts back on the shelf what it took.
+        for item_id, quantity in self.carts.get(original.id, {}).items():
+            self.stock[item_id] += quantity
         self._count("reversal")
         # The opposite transfer: the original's credit account gives the amount back.
         self._move(original.credit, original.debit, original.amount, "reversal")
@@ -622,6 +626,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.stock[self.items[index]] -= quantity
         self.used[code.id] = True
         self.sold[posted.id] = (self._month(), total)
+        self.carts[posted.id] = Counter({self.items[index]: quantity for index, quantity in wanted.items()})
         self.redemptions += 1
         return Record(posted.id, f"redemption:{paid[0]}", account, self.store, total, "redemption", self._month(),
                       redemption_id=paid[0])

@@ -11,6 +11,7 @@ from ..database import write_transaction
 from ..errors import DomainError, Invalid, NotFound
 from ..extensions import db
 from ..idempotency import idempotent_api
+from ..ledger.service import request_key
 from ..people import access
 from ..people.models import Area, Household
 from ..people.service import village_by_code
@@ -219,5 +220,5 @@ def reverse_transfer(transfer_id):
     data = load_json(s.ReasonSchema())
     key = request.headers["Idempotency-Key"]
     reversal = awards.reverse_transfer(g.api_user, transfer_id, data["reason"],
-                                       idempotency_key=f"reversal:{g.api_user.id}:{key}"[:128])
+                                       idempotency_key=request_key("reversal", g.api_user.id, key))
     return s.TransferSchema().dump(reversal), 201

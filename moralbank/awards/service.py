@@ -434,35 +434,33 @@ def post_due(now: datetime | None = None, *, actor=None) -> int:
 # --- reversal --------------------------------------------------------------------------------
 
 def reverse_transfer(actor: User, transfer_id: int, reason: str, *, idempotency_key: str) -> Transfer:
-    """Committee correction of a posted transfer by its opposite; a transfer is reversed once (409)."""
+    """Committee correction of a posted transfer by its opposite; a transfer is reversed once (409).
+
+    A retry under the same key replays the reversal, even once the month has been settled since.
+    """
     assert in_write_transaction()
     original = db.session.get(Transfer, transfer_id)
     if original is None:
         raise NotFound(_("找不到这笔积分"))
     village = db.session.get(Area, original.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以冲正"))
-    _check_reversible(original)
-    posted = ledger.reverse(original, actor=actor, reason=reason, idempotency_key=idempotency_key)
-    audit("ledger.reverse", actor=actor, village_id=village.id, target=original,
-          detail={"reason": reason, "amount": original.amount, "reversal_id": posted.transfer.id})
+    posted = ledger.reverse(original, actor=actor, reason=reason, idempotency_key=idempotency_key,
+                            prepare=_check_reversible)
+    if not posted.replayed:
+        audit("ledger.reverse", actor=actor, village_id=village.id, target=original,
+              detail={"reason": reason, "amount": original.amount, "reversal_id": posted.transfer.id})
     return posted.transfer
 
 
 def _check_reversible(original: Transfer) -> None:
-    """Settlements are money already paid: they are not reversed. A redemption of a month the
-    store has been paid for cannot be undone either (the statement and the payment would disagree)."""
-    from ..ledger.models import Account
-    from ..stores.models import Settlement
+    """Settlements are money already paid: they are not reversed. A redemption is the store's to
+    undo (``prepare_reversal``): not once its month is settled, and its goods go back on the shelf."""
+    from ..stores.settled import prepare_reversal
 
     if original.code == "settlement":
         raise Conflict(_("结算记录不能冲正"), code="not_reversible")
     if original.code == "redemption":
-        store_id = db.session.scalar(select(Account.store_id).where(Account.id == original.credit_account_id))
-        month = periods.containing("month", original.created_at)
-        settled = db.session.scalar(select(Settlement.id).where(Settlement.store_id == store_id,
-                                                                Settlement.period == month))
-        if settled is not None:
-            raise Conflict(_("%(month)s 已与商店结算，这笔兑换不能再冲正", month=month), code="period_settled")
+        prepare_reversal(original)
 
 
 # --- reading ---------------------------------------------------------------------------------

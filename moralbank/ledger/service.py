@@ -13,10 +13,13 @@ Invariants kept here (and checked by ``verify``):
   NOTHING``): the same key with the same transfer replays it, with another
   transfer it is a conflict;
 * a transfer is reversed at most once (unique ``reverses_id``), and a
-  reversal is never itself reversed.
+  reversal is never itself reversed;
+* an idempotency key is never cut: a key longer than the column is refused, and
+  keys derived from a client's key (``request_key``) carry its digest, not a prefix of it.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -91,8 +94,12 @@ def household_account(household_id: int) -> Account:
     return account
 
 
-def store_account(store_id: int) -> Account:
-    account = db.session.scalar(select(Account).where(Account.store_id == store_id))
+def store_account(store_id: int, *, lock: bool = False) -> Account:
+    """A store's account; with ``lock``, its row taken FOR UPDATE (PostgreSQL) until the transaction ends."""
+    query = select(Account).where(Account.store_id == store_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    account = db.session.scalar(query)
     if account is None:
         raise NotFound(_("这个商店没有积分账户"))
     return account
@@ -132,6 +139,24 @@ def village_account(village_id: int, kind: str) -> Account:
 
 
 # --- transfers ------------------------------------------------------------------------------
+
+#: the stored length of an idempotency key (``transfers.idempotency_key``)
+KEY_LENGTH = Transfer.__table__.c.idempotency_key.type.length
+
+
+def request_key(kind: str, user_id: int, client_key: str) -> str:
+    """The ledger key of a client's request: ``kind:user:<SHA-256 of the client's key>``.
+
+    The client's key alone may already fill the column (the edge allows the stored length), so
+    ``kind:user:key`` would not fit, and cutting it would make two keys that differ only near
+    the end one key: the second request would replay or conflict with the first. The digest is
+    a fixed 64 characters, so the derived key always fits whole.
+    """
+    digest = hashlib.sha256(client_key.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"{kind}:{user_id}:{digest}"
+    assert len(key) <= KEY_LENGTH, key
+    return key
+
 
 # The hot path's statements are built once (per dialect) and run on the session's connection
 # with parameters: no statement construction, cache-key generation or ORM layer per transfer.
@@ -193,7 +218,7 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
         raise Invalid(_("转出和转入不能是同一个账户"))
     if debit.village_id != credit.village_id:
         raise Invalid(_("不能在两个村之间转积分"))
-    if not idempotency_key or len(idempotency_key) > 128:
+    if not idempotency_key or len(idempotency_key) > KEY_LENGTH:
         raise Invalid(_("缺少幂等键"), fields={"idempotency_key": [_("1 到 128 个字符")]})
 
     values = {
@@ -248,11 +273,16 @@ def _existing(values: dict) -> Transfer:
     return existing
 
 
-def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str) -> Posted:
+def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str, prepare=None) -> Posted:
     """Undo a transfer by the opposite transfer, linked to it. A transfer is reversed at most once.
 
     A reversal is never refused for want of balance: a correction may take a
     household below zero (spending is then blocked until it is positive again).
+
+    A retry under the key of a reversal already written replays it before anything else is
+    checked: what may have changed since (the month settled) does not turn a replay into a
+    refusal. Otherwise ``prepare(original)`` runs first: the owning domain's checks (it may
+    refuse by raising) and effects (they commit with the reversal, or not at all).
     """
     if original.code == "reversal":
         raise Invalid(_("冲正记录本身不能再冲正"), code="not_reversible")
@@ -260,10 +290,26 @@ def reverse(original: Transfer, *, actor=None, reason: str, idempotency_key: str
         raise Invalid(_("请填写冲正原因"), fields={"reason": [_("必填")]})
     debit = db.session.get(Account, original.credit_account_id)
     credit = db.session.get(Account, original.debit_account_id)
+    replayed = _replay_of(original, idempotency_key)
+    if replayed is not None:
+        return Posted(replayed, replayed=True)
+    if prepare is not None:
+        prepare(original)
     return transfer(debit=debit, credit=credit, amount=original.amount, code="reversal",
                     idempotency_key=idempotency_key, actor=actor, reason=reason.strip(),
                     award_id=original.award_id, redemption_id=original.redemption_id,
                     settlement_id=original.settlement_id, reverses=original)
+
+
+def _replay_of(original: Transfer, idempotency_key: str) -> Transfer | None:
+    """The reversal of ``original`` already written under this key, if any; another transfer under it is a conflict."""
+    existing = db.session.scalar(select(Transfer).where(Transfer.village_id == original.village_id,
+                                                        Transfer.idempotency_key == idempotency_key))
+    if existing is None:
+        return None
+    if existing.reverses_id != original.id or existing.code != "reversal":
+        raise IdempotencyConflict(_("这个幂等键已用于另一笔不同的操作"))
+    return existing
 
 
 def signed_amount(transfer_row: Transfer, account_id: int) -> int:

@@ -4,7 +4,9 @@ A redemption is one transaction: the payment code is consumed by a conditional
 UPDATE (so exactly one of any number of racing requests wins), stock is taken
 by conditional UPDATEs (never below zero), the household is debited by the
 ledger's guarded debit and the store credited. Any refusal rolls all of it back,
-so the code stays usable and nothing is half-done.
+so the code stays usable and nothing is half-done. A redemption, a settlement and
+the reversal of a redemption first lock the store's account row, so on PostgreSQL
+they happen one after the other per store (see ``settled``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from ..people.auth import check_password, hash_password
 from ..people.models import Area, Household, User
 from ..people.service import mask_name
 from .models import HouseholdCard, Item, Redemption, RedemptionCode, RedemptionLine, Settlement, Store
+from .settled import settled_month
 
 CODE_DIGITS = 8
 #: points one redemption may move (far above any shop basket; keeps within the points column)
@@ -304,6 +307,13 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
     assert in_write_transaction()
     if household.village_id != store.village_id:
         raise Invalid(_("只能在本村的商店使用积分"))
+    # The store's account row first, as settle() and a redemption's reversal take it: a settlement
+    # then either sees this redemption committed or is seen by it (so it lands in no paid month).
+    ledger.store_account(store.id, lock=True)
+    when = at or utcnow()
+    month = settled_month(store.id, when)
+    if month is not None:
+        raise Conflict(_("%(month)s 已与商店结算，不能再记入这个月的兑换", month=month), code="period_settled")
     lines = []
     total = 0
     merged: dict[int, list] = {}
@@ -333,15 +343,13 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
         raise Invalid(_("一次兑换最多 %(n)s 分", n=MAX_REDEMPTION), code="too_large", fields={"points": [_("太多")]})
     redemption = Redemption(village_id=store.village_id, store_id=store.id, household_id=household.id,
                             points=total, clerk_id=getattr(clerk, "id", None), lines=lines,
-                            code_id=getattr(code, "id", None))
-    if at is not None:
-        redemption.created_at = at
+                            code_id=getattr(code, "id", None), created_at=when)
     db.session.add(redemption)
     db.session.flush()
     try:
         ledger.transfer(debit=ledger.household_account(household.id), credit=ledger.store_account(store.id),
                         amount=total, code="redemption", idempotency_key=f"redemption:{redemption.id}",
-                        actor=clerk, reason=store.name, redemption_id=redemption.id, at=at)
+                        actor=clerk, reason=store.name, redemption_id=redemption.id, at=when)
     except ledger.InsufficientPoints:
         balance = ledger.household_account(household.id).balance
         raise ledger.InsufficientPoints(_("积分不足：需要 %(need)s 分，可用 %(have)s 分", need=total,
@@ -433,6 +441,9 @@ def settle(actor: User, store: Store, period: str) -> Settlement:
     start, end = periods.bounds(period)
     if end > utcnow():
         raise Invalid(_("%(period)s 还没结束，月底以后才能结算", period=period), code="period_open")
+    # Locked before the month is read: a redemption or a reversal of this store waits for this
+    # settlement to commit, or this one reads the month after theirs committed (PostgreSQL).
+    ledger.store_account(store.id, lock=True)
     existing = db.session.scalar(select(Settlement.id).where(Settlement.store_id == store.id,
                                                              Settlement.period == period))
     if existing is not None:

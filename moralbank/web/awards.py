@@ -17,6 +17,7 @@ from ..awards.photos import photo_file
 from ..database import local_zone, utcnow
 from ..errors import DomainError, Invalid
 from ..extensions import db
+from ..ledger.service import request_key
 from ..people import access
 from ..people.models import Area, Household, Resident, User
 from ..people.service import mask_name, village_by_code
@@ -423,7 +424,8 @@ def reverse(transfer_id):
     try:
         def action():
             awards.reverse_transfer(current_user, transfer_id, request.form.get("reason", ""),
-                                    idempotency_key=f"reversal:{current_user.id}:{request.form.get('idempotency_key')}")
+                                    idempotency_key=request_key("reversal", current_user.id,
+                                                                request.form["idempotency_key"]))
             return {"redirect": back, "message": _("已冲正，积分和得分已恢复")}
         return submit_once(action)
     except DomainError as error:
