@@ -60,6 +60,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api_bp)
     init_web(app)
 
+    from .edge import init_app as init_edge
+    init_edge(app)
+
     from .cli import init_app as init_cli
     init_cli(app)
 
