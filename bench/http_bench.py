@@ -379,7 +379,8 @@ class Gunicorn:
         for name in ("DATABASE_URL", "REDIS_URL", "TRUSTED_HOSTS", "PROXY_FIX_HOPS"):
             env.pop(name, None)
         env.update(self.env)
-        env.update({"SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production", "PYTHONPATH": str(ROOT)})
+        env.update({"SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production", "PYTHONPATH": str(ROOT),
+                    "TRUSTED_HOSTS": "127.0.0.1,localhost"})
         self._log = open(self.log, "ab")
         # Default (sync) workers, as the README's deployment line runs them.
         self.process = subprocess.Popen(
@@ -470,7 +471,8 @@ def cheap_password_hashes():
 def bench_app(uri: str):
     from moralbank import create_app
 
-    return create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production"})
+    return create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production",
+                       "TRUSTED_HOSTS": ["127.0.0.1", "localhost"]})
 
 
 def _close(app) -> None:
