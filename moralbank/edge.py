@@ -57,19 +57,21 @@ def _json_depth_exceeds(value, limit: int) -> bool:
     return False
 
 
-def _json_has_unsafe_text(value) -> bool:
+def _json_unsafe_character(value) -> str | None:
+    """The first NUL or lone surrogate in any string (key or value) of ``value``, or None."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _UNSAFE_TEXT.search(item):
-                return True
+            match = _UNSAFE_TEXT.search(item)
+            if match:
+                return match.group()
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return None
 
 
 class GuardedJSONProvider(DefaultJSONProvider):
@@ -116,8 +118,13 @@ def refuse_unsafe_input() -> None:
                 raise UnsafeInput(_("提交的 JSON 嵌套太深"), code="too_deep") from None
             except ValueError:
                 return
-        elif _json_has_unsafe_text(body):
-            _refuse_characters()
+        else:
+            character = _json_unsafe_character(body)
+            if character == "\x00":
+                _refuse_characters()
+            elif character:
+                # a lone surrogate: JSON that is not UTF-8, as the API has always called it
+                raise UnsafeInput(_("提交的文字里有无法识别的字符"), code="invalid_json")
 
 
 # --- URLs that carry a payment code, a code's token or a card's token ----------------------------

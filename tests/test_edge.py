@@ -96,7 +96,7 @@ def test_a_nul_in_a_path_segment_of_the_api_is_refused(api):
 def test_a_lone_surrogate_in_json_is_refused(client):
     response = client.post(f"{API}/auth/tokens", data='{"phone": "\\ud800", "password": "x"}',
                            content_type="application/json")
-    assert_refused(response)
+    assert_refused(response, "invalid_json")
 
 
 def test_fifty_thousand_nested_brackets_to_the_token_endpoint_are_a_400(client):
