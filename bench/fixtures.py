@@ -34,7 +34,8 @@ def cheap_password_hashes():
 def bench_app(uri: str):
     from moralbank import create_app
 
-    return create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production"})
+    return create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production",
+                       "TRUSTED_HOSTS": ["127.0.0.1", "localhost"]})
 
 
 def close_app(app) -> None:

@@ -23,7 +23,8 @@ class Gunicorn:
         for name in ("DATABASE_URL", "REDIS_URL", "TRUSTED_HOSTS", "PROXY_FIX_HOPS"):
             full_env.pop(name, None)
         full_env.update(env)
-        full_env.update({"SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production", "PYTHONPATH": str(ROOT)})
+        full_env.update({"SECRET_KEY": BENCH_SECRET, "MORALBANK_ENV": "production", "PYTHONPATH": str(ROOT),
+                         "TRUSTED_HOSTS": "127.0.0.1,localhost"})
         self.server = servers.GunicornServer(full_env, log=log, root=ROOT, app="bench.wsgi_bench:app",
                                              workers=workers, ready_path=HELLO_PATH)
         self.peak_kb: dict[int, int] = {}

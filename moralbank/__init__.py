@@ -56,9 +56,14 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.converters["int"] = BoundedInt
 
     from .api import bp as api_bp
+    from .health import bp as health_bp
     from .web import init_app as init_web
     app.register_blueprint(api_bp)
+    app.register_blueprint(health_bp)
     init_web(app)
+
+    from .edge import init_app as init_edge
+    init_edge(app)
 
     from .cli import init_app as init_cli
     init_cli(app)

@@ -82,6 +82,11 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         or None,
         # SQLite waits this long for a lock before failing (ms).
         "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000")),
+        # Scheme and host of the URLs in QR codes and on printed cards (e.g. "https://jf.example.gov.cn");
+        # unset: the request's own (a printed card then points wherever the issuing request said).
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+        # Strict-Transport-Security max-age sent on HTTPS answers (seconds); 0 sends none.
+        "HSTS_MAX_AGE": int(os.environ.get("HSTS_MAX_AGE", str(365 * 24 * 3600))),
     }
     if env == "production":
         settings["SESSION_COOKIE_SECURE"] = os.environ.get("INSECURE_COOKIES") != "1"
@@ -100,6 +105,13 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         settings["SECRET_KEY"] = DEV_SECRET_KEY if env == "testing" else _instance_secret(instance_path)
     elif env == "production" and (settings["SECRET_KEY"] == DEV_SECRET_KEY or len(settings["SECRET_KEY"]) < 32):
         raise ConfigError("SECRET_KEY is too weak for production: use at least 32 random characters")
+    if env == "production" and not settings.get("TRUSTED_HOSTS"):
+        # Without it the Host header picks the host of every absolute URL the app makes.
+        raise ConfigError("TRUSTED_HOSTS must be set in production (the host names the server answers to)")
+
+    base = settings.get("PUBLIC_BASE_URL")
+    if base and not (base.startswith("https://") or base.startswith("http://")):
+        raise ConfigError(f"PUBLIC_BASE_URL must start with https:// or http://, not {base!r}")
 
     uri = settings["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("postgres://") or uri.startswith("postgresql://"):

@@ -26,7 +26,7 @@ SERVER_SECRET = "gunicorn-test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 #: variables of the developer's shell that must not leak into a test server
 _APP_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MORALBANK_ENV", "MORALBANK_INSTANCE",
                   "INSECURE_COOKIES", "LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_ADDRESS", "PROXY_FIX_HOPS",
-                  "FLASK_APP", "FLASK_DEBUG")
+                  "FLASK_APP", "FLASK_DEBUG", "TRUSTED_HOSTS", "PUBLIC_BASE_URL", "HSTS_MAX_AGE")
 
 
 def server_env(database_url: str, instance: Path, **extra: str) -> dict:
@@ -34,7 +34,7 @@ def server_env(database_url: str, instance: Path, **extra: str) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in _APP_VARIABLES}
     env.update({"DATABASE_URL": database_url, "SECRET_KEY": SERVER_SECRET, "MORALBANK_ENV": "production",
                 "INSECURE_COOKIES": "1", "MORALBANK_INSTANCE": str(instance), "FLASK_APP": "wsgi.py",
-                "PYTHONUNBUFFERED": "1"})
+                "PYTHONUNBUFFERED": "1", "TRUSTED_HOSTS": "127.0.0.1,localhost"})
     env.update(extra)
     return env
 

@@ -126,7 +126,8 @@ route("api.unlock_card", "POST", "clerk_write", lambda i: f"{A}/stores/{i['store
 
 # --- web --------------------------------------------------------------------------------------------------------
 route("web.index", "GET", "public", lambda i: "/")
-route("web.healthz", "GET", "public", lambda i: "/healthz")
+route("health.healthz", "GET", "public", lambda i: "/healthz")
+route("health.readyz", "GET", "public", lambda i: "/readyz")
 route("web.home", "GET", "any_user", lambda i: "/home")
 route("web.set_language", "GET", "public", lambda i: "/lang/zh")
 route("web.login", "GET", "public", lambda i: "/login")

@@ -108,7 +108,7 @@ def production_app(databases, tmp_path, monkeypatch):
     """An app configured for production (not TESTING) on an empty migrated database."""
     monkeypatch.delenv("INSECURE_COOKIES", raising=False)
     uri = databases.fresh(tmp_path, seed=False)
-    application = create_app({"MORALBANK_ENV": "production", "SECRET_KEY": "x" * 40,
+    application = create_app({"MORALBANK_ENV": "production", "SECRET_KEY": "x" * 40, "TRUSTED_HOSTS": ["localhost"],
                               "SQLALCHEMY_DATABASE_URI": uri, "RATELIMIT_STORAGE_URI": "memory://"})
     yield application
     with application.app_context():

@@ -14,7 +14,7 @@ GOOD_KEY = "k3y-" + "0123456789abcdef" * 3
 def clean_environment(monkeypatch, tmp_path):
     """Settings come from the environment too: start every test from a known one."""
     for name in ("SECRET_KEY", "DATABASE_URL", "MORALBANK_ENV", "INSECURE_COOKIES", "REDIS_URL",
-                 "API_TOKEN_TTL_DAYS", "LOGIN_LIMIT_PER_ACCOUNT"):
+                 "API_TOKEN_TTL_DAYS", "LOGIN_LIMIT_PER_ACCOUNT", "TRUSTED_HOSTS", "PUBLIC_BASE_URL", "HSTS_MAX_AGE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MORALBANK_INSTANCE", str(tmp_path / "instance"))
 
@@ -24,6 +24,7 @@ def sqlite_uri(tmp_path) -> str:
 
 
 def production(tmp_path, **extra):
+    extra.setdefault("TRUSTED_HOSTS", ["localhost"])
     return create_app({"MORALBANK_ENV": "production", "SQLALCHEMY_DATABASE_URI": sqlite_uri(tmp_path), **extra})
 
 
@@ -47,6 +48,7 @@ def test_production_with_a_weak_secret_key_refuses_to_start(tmp_path, key):
 def test_production_chosen_by_environment_also_refuses(tmp_path, monkeypatch):
     monkeypatch.setenv("MORALBANK_ENV", "production")
     monkeypatch.setenv("DATABASE_URL", sqlite_uri(tmp_path))
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")
     with pytest.raises(ConfigError):
         create_app()
     monkeypatch.setenv("SECRET_KEY", DEV_SECRET_KEY)

@@ -11,7 +11,12 @@ clean.
   values, missing and wrong-typed fields, wrong types in the path and query,
   methods a path does not have) and random cases, valid and invalid;
 - resident (13800000003) and clerk (13800000004): their own operations, random
-  cases only, so that their permissions are exercised.
+  cases only, so that their permissions are exercised;
+- NUL characters (committee, every operation, random cases): a NUL forced into
+  every generated string, and into the query of a case without one; the edge
+  must answer each with 400 ``invalid_characters`` (PostgreSQL cannot store a NUL:
+  before the edge's guard it was a 500 there). The other passes generate NULs
+  too, by chance (schemathesis' ``allow-x00``, on by default).
 
 Every answer must be: not a 5xx, a documented status code, of the documented
 content type, with a body that conforms to the documented schema (error answers
@@ -296,6 +301,40 @@ def test_fuzz_as_resident(case, resident):
 @role_schema.include(lambda ctx: ctx.operation.label in CLERK_OPERATIONS).parametrize()
 def test_fuzz_as_clerk(case, clerk):
     clerk.run(case)
+
+
+def _with_nul(value):
+    """``value`` with a NUL character inside every string (keys of objects too)."""
+    if isinstance(value, str):
+        return value[:1] + "\x00" + value[1:]
+    if isinstance(value, dict):
+        return {_with_nul(key): _with_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_nul(item) for item in value]
+    return value
+
+
+def inject_nul(case) -> None:
+    """Put a NUL in every generated string of the case (path, query, body); a case with no string
+    at all gets a query parameter that is one."""
+    # (names of path and query parameters stay: they are the document's, not generated)
+    case.path_parameters = {name: _with_nul(value) for name, value in (case.path_parameters or {}).items()} or None
+    case.query = {name: _with_nul(value) for name, value in (case.query or {}).items()}
+    if case.body is not None and not isinstance(case.body, (bytes, bytearray)):
+        case.body = _with_nul(case.body)
+    if "\\u0000" not in json.dumps([case.path_parameters, case.query, case.body], default=repr):
+        case.query["q"] = "\x00"
+
+
+@role_schema.parametrize()
+def test_fuzz_with_nul_characters(case, committee):
+    """Every operation, a NUL forced into every string (PostgreSQL's text cannot hold one): the
+    edge answers 400 with the envelope, never a 5xx, whatever the operation or the role."""
+    headers = committee.prepare(case)
+    inject_nul(case)
+    response = case.call_and_validate(headers=headers, checks=CHECKS, app=committee.app)
+    assert response.status_code == 400, (case.method, case.formatted_path, response.text[:300])
+    assert response.json()["error"]["code"] == "invalid_characters"
 
 
 def test_every_role_operation_is_in_the_document():

@@ -24,8 +24,9 @@ def doc(summary: str, *, request=None, response=None, status: int | tuple[int, .
     """Attach OpenAPI metadata to a view function.
 
     ``errors`` lists the statuses the view itself answers (403, 404, 409, 429); the ones every
-    operation of a kind can answer are added by :func:`build_spec` (400/413/422 with a body, 422
-    with a query schema or an Idempotency-Key, 401 without ``public``). ``media`` is the
+    operation of a kind can answer are added by :func:`build_spec` (400 always, from the edge's
+    guard; 413/422 with a body, 422 with a query schema or an Idempotency-Key, 401 without
+    ``public``). ``media`` is the
     response's type when it is not JSON (a QR image). ``status`` may be a tuple when the view
     answers more than one success status with the same body.
     """
@@ -38,7 +39,9 @@ def doc(summary: str, *, request=None, response=None, status: int | tuple[int, .
 
 
 ERROR_DESCRIPTIONS = {
-    400: "invalid_json: the body is not a JSON object (or holds characters that are not UTF-8)",
+    400: "invalid_json: the body is not a JSON object (or holds characters that are not UTF-8); "
+         "invalid_characters: a NUL character in the path, query, a header or the body; too_deep: JSON nested "
+         "too deeply",
     401: "unauthorized: no valid bearer token",
     403: "forbidden: not allowed for this user",
     404: "not_found",
@@ -112,9 +115,9 @@ def build_spec(app) -> dict:
                 ok["content"] = {"application/json": {"schema": meta["response"]}}
             for status in meta["status"] if isinstance(meta["status"], tuple) else (meta["status"],):
                 operation["responses"][str(status)] = copy.deepcopy(ok)
-            errors = set(meta["errors"])
+            errors = set(meta["errors"]) | {400}  # the edge's guard (moralbank/edge.py) answers any operation
             if meta["request"] is not None:
-                errors |= {400, 413, 422}
+                errors |= {413, 422}
             if meta["query"] is not None or meta["idempotent"]:
                 errors.add(422)
             if not meta["public"]:

@@ -342,11 +342,11 @@ def issue_card(household_id):
     if household is None:
         raise NotFound(_("找不到这户"))
     data = load_json(CardRequestSchema())
-    from flask import url_for
+    from ..edge import public_url
     with write_transaction():
         card, token = stores.issue_card(g.api_user, household, data["pin"])
         body = CardSchema().dump({"id": card.id, "household_id": household.id, "token": token,
-                                  "url": url_for("shop.card_page", t=token, _external=True)})
+                                  "url": public_url("shop.card_page", t=token)})
     return jsonify(body), 201
 
 

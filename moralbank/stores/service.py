@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, url_for
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -162,7 +162,8 @@ class IssuedCode:
 
     @property
     def url(self) -> str:
-        return url_for("shop.redeem_page", t=self.token, _external=True)
+        from ..edge import public_url
+        return public_url("shop.redeem_page", t=self.token)
 
 
 def _new_code(household: Household, ttl: timedelta, *, creator: User | None, card: HouseholdCard | None = None,

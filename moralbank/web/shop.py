@@ -385,7 +385,8 @@ def household_card(household_id):
                 return redirect(url_for("shop.household_card", household_id=household.id))
             with write_transaction():
                 card, token = stores.issue_card(current_user, household, request.form.get("pin", ""))
-            url = url_for("shop.card_page", t=token, _external=True)
+            from ..edge import public_url
+            url = public_url("shop.card_page", t=token)
             qr = base64.b64encode(qr_png(url)).decode()
             return render_template("shop/card_print.html", household=household, village=village, qr=qr,
                                    head=household.head.name if household.head else "")

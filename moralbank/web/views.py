@@ -165,9 +165,3 @@ def home():
             items, _cursor = household_page(village, hamlet_ids=hamlet_ids, limit=200)
             context["villages"].append({"village": village, "households": items})
     return render_template("home.html", **context)
-
-
-@bp.get("/healthz")
-def healthz():
-    db.session.execute(db.text("SELECT 1"))
-    return {"status": "ok"}
