@@ -7,9 +7,9 @@ from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from .. import throttle
 from ..database import utcnow, write_transaction
 from ..errors import NotFound
-from .. import throttle
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..people import access

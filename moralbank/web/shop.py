@@ -11,9 +11,9 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from .. import throttle
 from ..database import local_zone, utcnow, write_transaction
 from ..errors import DomainError, NotFound
-from .. import throttle
 from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident
