@@ -38,6 +38,8 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     limiter.init_app(app)
+    from .throttle import init_app as init_throttle
+    init_throttle(app)
 
     from .i18n import init_app as init_i18n
     init_i18n(app, babel)

@@ -64,9 +64,18 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         "LANGUAGES": ["zh_CN", "en"],
         # Bearer tokens of the JSON API.
         "API_TOKEN_TTL": timedelta(days=int(os.environ.get("API_TOKEN_TTL_DAYS", "30"))),
-        # Login throttling: per account and per address (flask-limiter syntax).
-        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "10 per 15 minutes"),
-        "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "50 per 15 minutes"),
+        # Throttling budgets (flask-limiter syntax), read by moralbank/throttle.py, which says how each counts.
+        # Failed password guesses (login and password change, web and API) per (account, address) ...
+        "LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS",
+                                                              "5 per 15 minutes"),
+        # ... and per account from every address: past it, only addresses that have not failed get a try.
+        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "20 per 15 minutes"),
+        # Payment-code lookups per clerk, web and API together.
+        "CODE_LOOKUP_LIMIT": os.environ.get("CODE_LOOKUP_LIMIT", "60 per minute"),
+        # Paper-card PIN attempts per (card, address).
+        "PIN_LIMIT_PER_CARD_AND_ADDRESS": os.environ.get("PIN_LIMIT_PER_CARD_AND_ADDRESS", "10 per 15 minutes"),
+        # Redis down: the limiter counts in memory rather than failing every request it guards.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,
@@ -124,5 +133,9 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
 
     redis_url = settings.get("REDIS_URL")
     settings.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")
+    if settings["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://", "unix://")):
+        # A Redis that does not answer must fail fast (then the in-memory fallback counts), not after
+        # the operating system's TCP timeout.
+        settings.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
     settings.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     return settings

@@ -566,19 +566,20 @@ def _redis_down_reason() -> str | None:
 class TestLoginThrottle:
     @pytest.fixture
     def app_config(self):
-        return {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0", "LOGIN_LIMIT_PER_ACCOUNT": "3 per minute"}
+        return {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0", "LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS": "3 per minute"}
 
     def test_limiter_uses_redis(self, app):
         from moralbank.extensions import limiter
 
         assert app.config["RATELIMIT_STORAGE_URI"].startswith("redis://")
         assert "redis" in type(limiter.storage).__name__.lower()
+        assert app.extensions["moralbank.throttle"].redis is not None  # the password-guess counters too
 
-    def test_account_is_locked_after_failed_attempts(self, client):
+    def test_the_account_waits_at_an_address_after_failed_attempts(self, client):
         phone = PHONES["committee"]
         for _ in range(3):
             assert_envelope(login(client, phone, "wrong-password"), 401)
-        error = assert_envelope(login(client, phone), 429, "rate_limited")  # even the right password
+        error = assert_envelope(login(client, phone), 429, "rate_limited")  # even the right password, from here
         assert error["message"]
         assert_envelope(login(client, phone, "wrong-password"), 429)
         # Another account from the same address is not locked.

@@ -14,7 +14,8 @@ GOOD_KEY = "k3y-" + "0123456789abcdef" * 3
 def clean_environment(monkeypatch, tmp_path):
     """Settings come from the environment too: start every test from a known one."""
     for name in ("SECRET_KEY", "DATABASE_URL", "MORALBANK_ENV", "INSECURE_COOKIES", "REDIS_URL",
-                 "API_TOKEN_TTL_DAYS", "LOGIN_LIMIT_PER_ACCOUNT", "TRUSTED_HOSTS", "PUBLIC_BASE_URL", "HSTS_MAX_AGE"):
+                 "API_TOKEN_TTL_DAYS", "LOGIN_LIMIT_PER_ACCOUNT", "TRUSTED_HOSTS", "PUBLIC_BASE_URL", "HSTS_MAX_AGE",
+                 "LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS", "CODE_LOOKUP_LIMIT", "PIN_LIMIT_PER_CARD_AND_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MORALBANK_INSTANCE", str(tmp_path / "instance"))
 

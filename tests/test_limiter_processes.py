@@ -4,9 +4,10 @@
 The control: the same two processes with the limiter's memory storage (no REDIS_URL) count
 separately, so it is Redis that makes the limit hold.
 
-The limiter keys name the phone (``login-account:<phone>``), and the config has no key prefix
-setting, so each run logs in as fresh users with random phones (a rerun within the 15-minute
-window starts from zero) and deletes the keys it made in its Redis database afterwards.
+The counters' keys name the phone (``login-pair:<phone>:<address>``, ``login-account:<phone>``), and
+the config has no key prefix setting, so each run logs in as fresh users with random phones (a rerun
+within the 15-minute window starts from zero) and deletes the keys it made in its Redis database
+afterwards.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from server_support import Http, gunicorn_server, server_env
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 LIMIT = 4
-THROTTLED = "操作太频繁，请稍后再试"
+THROTTLED = "尝试次数太多，请 15 分钟后再试"
 
 
 def _redis_down_reason() -> str | None:
@@ -65,7 +66,7 @@ def redis_keys(phones):
 
     client = redis.Redis.from_url(REDIS_URL)
     yield client
-    for pattern in [f"*{phone}*" for phone in phones.values()] + ["*login-address:127.0.0.1*"]:
+    for pattern in [f"*{phone}*" for phone in phones.values()]:
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)
@@ -77,8 +78,7 @@ def start_two(stack: ExitStack, app, tmp_path, *, workers: int, **extra: str):
     servers = []
     for name in ("a", "b"):
         env = server_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / f"instance-{name}",
-                         LOGIN_LIMIT_PER_ACCOUNT=f"{LIMIT} per 15 minutes",
-                         LOGIN_LIMIT_PER_ADDRESS="10000 per 15 minutes", **extra)
+                         LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS=f"{LIMIT} per 15 minutes", **extra)
         log = tmp_path / f"gunicorn-{name}.log"
         servers.append(stack.enter_context(gunicorn_server(env, workers=workers, log=log)))
     assert servers[0].port != servers[1].port
@@ -123,7 +123,7 @@ def test_login_limit_holds_across_two_processes_with_redis(app, tmp_path, phones
         for server in servers:
             assert_api_throttled(api_login(server, phones["api"], "wrong-password"), server)
             assert_api_throttled(api_login(server, phones["api"], DEMO_PASSWORD), server)  # even the right one
-        # The lock is the account's: another phone from the same address logs in on either process.
+        # The wait is this account's at this address: another phone from the same address logs in.
         for server in servers:
             assert api_login(server, phones["other"], DEMO_PASSWORD).status == 201
 

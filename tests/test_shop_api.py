@@ -786,7 +786,7 @@ def failed_pins(app, card_id) -> int:
     return count
 
 
-@pytest.mark.parametrize("app_config", [{"PIN_LIMIT_PER_CARD": "100 per minute"}])
+@pytest.mark.parametrize("app_config", [{"PIN_LIMIT_PER_CARD_AND_ADDRESS": "100 per minute"}])
 def test_paper_card_unlock_wrong_pins_lock_and_reissue(app, api, client):
     store, household = my_store(api), my_household(api)
     other = other_blm_store(app, store)
@@ -842,7 +842,7 @@ def test_paper_card_unlock_wrong_pins_lock_and_reissue(app, api, client):
     assert stopped.status_code == 409 and error_code(stopped) == "card_revoked"
 
 
-@pytest.mark.parametrize("app_config", [{"PIN_LIMIT_PER_CARD": "3 per minute"}])
+@pytest.mark.parametrize("app_config", [{"PIN_LIMIT_PER_CARD_AND_ADDRESS": "3 per minute"}])
 def test_pin_attempts_per_card_are_throttled(app, api):
     store, household = my_store(api), my_household(api)
     card = issue_card(api, household).get_json()

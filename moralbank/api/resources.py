@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import current_app, g, jsonify, request
+from flask import g, jsonify, request
 from flask_babel import gettext as _
 
 from ..errors import DomainError, NotFound
-from ..extensions import db, limiter
+from ..extensions import db
 from ..people import access
-from ..people.auth import authenticate, issue_token, normalize_phone, revoke_token, user_from_bearer
+from ..people.auth import authenticate, issue_token, revoke_token, user_from_bearer
 from ..people.auth import change_password as auth_change_password
 from ..people.models import Area, Household
 from ..people.queries import household_page, household_summary, transfer_history
@@ -55,20 +55,7 @@ def load_json(schema):
     return schema.load(body)
 
 
-def _phone_key() -> str:
-    body = request.get_json(silent=True)
-    phone = body.get("phone") if isinstance(body, dict) else None
-    return "login-account:" + (normalize_phone(phone) or "-")
-
-
-def _failed(response) -> bool:
-    return response.status_code in (400, 401, 422)
-
-
 @bp.post("/auth/tokens")
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_phone_key, deduct_when=_failed)
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
-               key_func=lambda: "login-address:" + (request.remote_addr or "-"), deduct_when=_failed)
 @doc("Log in with phone and password; returns a bearer token", request=s.TokenRequestSchema,
      response=s.TokenSchema, status=201, errors=(401, 429), public=True)
 def create_token():
@@ -92,8 +79,6 @@ def delete_token():
 
 @bp.post("/auth/password")
 @token_required
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
-               key_func=lambda: f"password-change:{g.api_user.id}", deduct_when=_failed)
 @doc("Change your password: every session and token of the account ends, this one included; the answer "
      "carries a fresh token", request=s.PasswordChangeSchema, response=s.TokenSchema, errors=(422, 429))
 def change_password():

@@ -2,15 +2,15 @@
 statements, settlements and paper cards."""
 from __future__ import annotations
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from .. import periods
+from .. import periods, throttle
 from ..database import utcnow, write_transaction
 from ..errors import NotFound
-from ..extensions import db, limiter
+from ..extensions import db
 from ..idempotency import idempotent_api
 from ..people import access
 from ..people.models import Area, Household
@@ -166,15 +166,6 @@ def redemption_body(redemption: Redemption) -> dict:
                    "unit_points": line.unit_points} for line in redemption.lines]})
 
 
-def _lookup_limit() -> str:
-    return current_app.config.get("CODE_LOOKUP_LIMIT", "60 per minute")
-
-
-def _user_key() -> str:
-    user = getattr(g, "api_user", None)
-    return f"code-lookup:{user.id if user else request.remote_addr}"
-
-
 @bp.post("/redemption-codes")
 @token_required
 @doc("A new one-time payment code for the resident's household", response=CodeSchema, status=201,
@@ -255,7 +246,7 @@ def patch_item(item_id):
 
 @bp.post("/stores/<int:store_id>/redemption-previews")
 @token_required
-@limiter.limit(_lookup_limit, key_func=_user_key)
+@throttle.code_lookup
 @doc("Who the code belongs to (masked) and the points available; changes nothing (clerk of the store)",
      request=CodeRequestSchema, response=PreviewSchema, errors=(403, 404, 409, 429))
 def preview(store_id):
@@ -268,7 +259,7 @@ def preview(store_id):
 
 @bp.post("/stores/<int:store_id>/redemptions")
 @token_required
-@limiter.limit(_lookup_limit, key_func=_user_key)
+@throttle.code_lookup
 @doc("Redeem: consume the code, take stock, debit the household, credit the store, all at once "
      "(clerk of the store). 409 code_used/code_expired; 422 insufficient_points/out_of_stock; 404 unknown code",
      request=RedemptionRequestSchema, response=RedemptionSchema, status=201, errors=(403, 404, 409, 429),
@@ -362,17 +353,9 @@ def revoke_cards(household_id):
     return "", 204
 
 
-def _pin_key() -> str:
-    body = request.get_json(silent=True)
-    card = body.get("card") if isinstance(body, dict) else None
-    return f"card-pin:{str(card)[:64]}"
-
-
 @bp.post("/stores/<int:store_id>/card-unlocks")
 @token_required
-@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "10 per 15 minutes"), key_func=_pin_key)
-@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
-               key_func=lambda: f"card-pin-address:{request.remote_addr}")
+@throttle.card_pin
 @doc("A paper card's QR token and the household's PIN give a one-time code for this store (clerk)",
      request=CardUnlockSchema, response=CodeSchema, status=201, errors=(403, 404, 409, 429))
 def unlock_card(store_id):

@@ -54,9 +54,14 @@ def authenticate(phone, password, *, via: str = "web") -> User | None:
     """The active user with this phone and password, or None. Every attempt goes to the audit log
     (the phone masked; an unknown phone and a wrong password look the same to the caller)."""
     from ..audit.service import record as audit
+    from ..throttle import password_guess
 
+    # The guess is counted before the hash is checked (Throttled if over the budget), handed back if right.
+    guess = password_guess(normalize_phone(phone))
     user = db.session.scalar(select(User).where(User.phone == normalize_phone(phone)))
     accepted = check_password(user, str(password or "")) and user.active
+    if accepted:
+        guess.succeeded()
     village_id = _village_of(user) if user else None
     with write_transaction():
         if accepted:
@@ -111,13 +116,17 @@ def log_out(user: User, *, via: str = "web") -> None:
 
 def change_password(user: User, current: str, new: str, *, via: str = "web") -> None:
     """Set a new password after checking the current one. Every session and token of the user ends;
-    the caller logs this device in again. Raises Invalid with the field at fault."""
+    the caller logs this device in again. Raises Invalid with the field at fault, Throttled when the
+    current password was guessed too often (the same count as logins)."""
     from ..audit.service import record as audit
     from ..errors import Invalid
+    from ..throttle import password_guess
     from .passwords import password_problem
 
+    guess = password_guess(user.phone)
     if not check_password(user, str(current or "")):
         raise Invalid(_("原密码不对"), fields={"current_password": [_("原密码不对")]})
+    guess.succeeded()
     problem = password_problem(new, phone=user.phone)
     if problem is None and new == current:
         problem = _("新密码不能和原密码一样")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import base64
 import io
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
+from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file,
                    url_for)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from .. import periods
+from .. import periods, throttle
 from ..database import local_zone, utcnow, write_transaction
 from ..errors import DomainError, NotFound
-from ..extensions import db, limiter
+from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident
 from ..people.service import mask_name
@@ -118,13 +118,9 @@ def _redemption_rows(items) -> list[dict]:
     return [{"r": r, "who": mask_name(heads.get(r.household_id, ""))} for r in items]
 
 
-def _lookup_limit() -> str:
-    return current_app.config.get("CODE_LOOKUP_LIMIT", "60 per minute")
-
-
 @bp.get("/shop/redeem")
 @login_required
-@limiter.limit(_lookup_limit, key_func=lambda: f"code-lookup:{getattr(current_user, 'id', request.remote_addr)}")
+@throttle.code_lookup
 def redeem_page():
     """The page the QR opens (``?t=token``) or the typed number leads to (``?code=12345678``)."""
     store = _my_store()
@@ -145,7 +141,7 @@ def redeem_page():
 
 @bp.post("/shop/redeem")
 @login_required
-@limiter.limit(_lookup_limit, key_func=lambda: f"code-lookup:{getattr(current_user, 'id', request.remote_addr)}")
+@throttle.code_lookup
 def redeem():
     """Confirm: the one atomic redemption; then the receipt."""
     store = _my_store()
@@ -246,14 +242,9 @@ def shop_items():
 
 # --- paper cards at the shop -----------------------------------------------------------------
 
-def _pin_key() -> str:
-    return "card-pin:" + (request.values.get("t") or "")[:64]
-
-
 @bp.route("/shop/card", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: current_app.config.get("PIN_LIMIT_PER_CARD", "10 per 15 minutes"), key_func=_pin_key,
-               methods=["POST"])
+@throttle.card_pin
 def card_page():
     """The URL a paper card's QR opens: the clerk types the household's PIN."""
     store = _my_store()

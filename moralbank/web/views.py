@@ -11,11 +11,11 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..i18n import N_
 from ..people import access
 from ..errors import Invalid
-from ..people.auth import authenticate, change_password, log_out, normalize_phone
+from ..people.auth import authenticate, change_password, log_out
 from ..people.models import Household
 from ..people.queries import household_page
 from ..stores.models import Store
@@ -38,21 +38,9 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _login_phone_key() -> str:
-    return "login-account:" + (normalize_phone(request.form.get("phone")) or "-")
-
-
-def _login_failed(response) -> bool:
-    return request.method == "POST" and response.status_code in (400, 401)
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_login_phone_key,
-               deduct_when=_login_failed, methods=["POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
-               key_func=lambda: "login-address:" + (request.remote_addr or "-"),
-               deduct_when=_login_failed, methods=["POST"])
 def login():
+    """The login form; wrong passwords are throttled in ``authenticate`` (moralbank.throttle)."""
     if current_user.is_authenticated:
         return redirect(url_for("web.home"))
     form = LoginForm()
@@ -93,18 +81,12 @@ class PasswordForm(FlaskForm):
                                                    EqualTo("new_password", message=N_("两次输入的新密码不一样"))])
 
 
-def _password_attempt_failed(response) -> bool:
-    return request.method == "POST" and response.status_code == 422
-
-
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
-               key_func=lambda: f"password-change:{current_user.id}", deduct_when=_password_attempt_failed,
-               methods=["POST"])
 def password():
     """Change one's own password. Every other session and API token of the account ends; this
-    device stays logged in with a fresh session."""
+    device stays logged in with a fresh session. Guesses of the current password count with the
+    account's failed logins (moralbank.throttle)."""
     form = PasswordForm()
     status = 200
     if form.validate_on_submit():
