@@ -144,7 +144,8 @@ def create_award():
 
 @bp.get("/awards/<int:award_id>")
 @token_required
-@doc("One award (committee, supervisor, the grid manager of its hamlet, or the household's members)", response=s.AwardSchema, errors=(404,))
+@doc("One award (committee, supervisor, the grid manager of its hamlet, or the household's members)",
+     response=s.AwardSchema, errors=(404,))
 def get_award(award_id):
     return jsonify(award_body(awards.readable_award(g.api_user, award_id)))
 
