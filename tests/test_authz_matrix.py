@@ -17,6 +17,12 @@ redemption — while the acting staff, residents and clerks belong to BLM:
 The supervisor of 康平街道 is staff of both villages, so on staff *read* routes it
 is not an outsider; ``committee_xlc`` owns the objects and is only driven on
 reads (its writes would legitimately change data).
+
+A second drive keeps to one village: the grid manager of BLM's first hamlet
+against a household of another BLM hamlet, on every route whose request names a
+household or something of it (its awards, photos, ledger lines, receipts, cards):
+refused with 403/404 (a web form may go back with a message), changing nothing;
+and the village lists the grid manager may open name none of those households.
 """
 from __future__ import annotations
 
@@ -41,7 +47,8 @@ RULES = {
     "any_user": (True, NOBODY, True),           # any logged-in user, on their own things
     "any_user_catalogue": (True, NOBODY, True),  # any logged-in user may read any village's catalogue (SPEC §6)
     "staff_read": (True, BLM, True),            # staff of the object's village (supervisor above it included)
-    "member_or_staff_read": (True, BLM, True),  # staff of the village or members of the household
+    "member_or_staff_read": (True, BLM, True),  # committee/supervisor, the grid manager of its hamlet, its members
+    "village_user_read": (True, BLM, True),     # users of the object's village (residents, staff, clerks)
     "committee_or_sup_read": (True, BLM, True),  # committee / supervisor reaching the village
     "clerk_or_committee_read": (True, BLM, True),
     "committee_write": (True, BLM_SUP, False),  # committee of the object's village
@@ -105,7 +112,7 @@ route("api.dashboard", "GET", "committee_or_sup_read", lambda i: f"{A}/villages/
 route("api.create_code", "POST", "own_household", lambda i: f"{A}/redemption-codes")
 route("api.code_qr_png", "GET", "own_household", lambda i: f"{A}/redemption-codes/{i['code']}/qr.png")
 route("api.code_qr_svg", "GET", "own_household", lambda i: f"{A}/redemption-codes/{i['code']}/qr.svg")
-route("api.list_items", "GET", "any_user_catalogue", lambda i: f"{A}/stores/{i['store']}/items")
+route("api.list_items", "GET", "village_user_read", lambda i: f"{A}/stores/{i['store']}/items")
 route("api.create_item", "POST", "committee_write", lambda i: f"{A}/stores/{i['store']}/items",
       json={"name": "matrix item", "points": 5, "stock": 5})
 route("api.patch_item", "PATCH", "committee_write", lambda i: f"{A}/items/{i['item']}", json={"stock": 1})
@@ -335,6 +342,26 @@ def _resolve(value, ids):
     return value(ids) if callable(value) else value
 
 
+def _send(web, api, who, endpoint, method, path, entry, ids, *, rewrite=lambda value: value):
+    """One request of ``who`` as the matrix entry describes it (``rewrite`` edits the resolved body)."""
+    if endpoint.startswith("api."):
+        client = web.client("anonymous") if who == "anonymous" else None
+        headers = {} if who == "anonymous" else api.headers(who)
+        if method != "GET":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        body = rewrite(_resolve(entry["json"], ids))
+        return (client or web.app.test_client()).open(
+            path, method=method, headers=headers, json=body if body is not None else
+            ({} if method in ("POST", "PATCH") else None))
+    client = web.client(who)
+    data = None
+    if method == "POST":
+        data = dict(rewrite(_resolve(entry["form"], ids)) or {})
+        data["csrf_token"] = web.tokens[who]
+        data["idempotency_key"] = uuid.uuid4().hex
+    return client.open(path, method=method, data=data)
+
+
 def _drive(app, api, kinds, *, roles=ROLES):
     ids = _xlc_ids(app, api)
     web = Web(app)
@@ -356,23 +383,7 @@ def _drive(app, api, kinds, *, roles=ROLES):
                     "public", "login_public_api"):
                 continue  # an allowed write would change data; only refusals are driven
             before = _fingerprint(app) if method != "GET" else None
-            if is_api:
-                client = web.client("anonymous") if who == "anonymous" else None
-                headers = {} if who == "anonymous" else api.headers(who)
-                if method != "GET":
-                    headers["Idempotency-Key"] = uuid.uuid4().hex
-                body = _resolve(entry["json"], ids)
-                response = (client or web.app.test_client()).open(
-                    path, method=method, headers=headers, json=body if body is not None else
-                    ({} if method in ("POST", "PATCH") else None))
-            else:
-                client = web.client(who)
-                data = None
-                if method == "POST":
-                    data = dict(_resolve(entry["form"], ids) or {})
-                    data["csrf_token"] = web.tokens[who]
-                    data["idempotency_key"] = uuid.uuid4().hex
-                response = client.open(path, method=method, data=data)
+            response = _send(web, api, who, endpoint, method, path, entry, ids)
             count += 1
             status = response.status_code
             where = f"{who:13} {method:6} {path} ({endpoint}, rule {entry['rule']}) -> {status}"
@@ -426,3 +437,162 @@ def test_logout_routes_need_a_session(app, api):
     anonymous = web.client("anonymous")
     response = anonymous.post("/logout", data={"csrf_token": web.tokens["anonymous"]})
     assert response.status_code < 500
+
+
+# --- a grid manager and another hamlet of the same village ----------------------------------------------------------
+
+#: ids that name one household or something of it (its awards, their photos, its ledger lines, its receipts)
+HOUSEHOLD_KEYS = frozenset({"household", "award", "photo_award", "pending", "noticed", "transfer", "redemption"})
+
+
+class _Recorder(dict):
+    """The ids a matrix entry reads when its request is built."""
+
+    def __init__(self, ids):
+        super().__init__(ids)
+        self.used = set()
+
+    def __getitem__(self, key):
+        self.used.add(key)
+        return super().__getitem__(key)
+
+
+def _keys_used(entry, ids) -> set:
+    recorder = _Recorder(ids)
+    for part in ("path", "json", "form"):
+        _resolve(entry[part], recorder)
+    return recorder.used
+
+
+def _to_blm(value):
+    """A resolved path or body with the village code of the matrix (XLC) turned into BLM."""
+    if isinstance(value, str):
+        return value.replace("XLC", "BLM")
+    if isinstance(value, dict):
+        return {key: _to_blm(item) for key, item in value.items()}
+    return value
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (120, 60, 30)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _other_hamlet_ids(app, api) -> dict:
+    """Objects of BLM outside the grid manager's hamlet: households, their awards (one with a photo, one
+    waiting for review, one in public notice), a posted award's transfer and a receipt; the village's own
+    rule, store, item and snapshot for the rest."""
+    import io
+
+    from moralbank.awards.models import Award, Rule
+    from moralbank.ledger.models import Transfer
+    from moralbank.people.models import Area, Household, User
+    from moralbank.stores.models import Item, Redemption, Store
+
+    response = api.post("/api/v1/villages/BLM/ranking-snapshots", "committee", json={"period": "all"})
+    assert response.status_code == 201, response.get_json()
+    snapshot = response.get_json()["id"]
+    with session_of(app) as s:
+        blm = s.scalar(select(Area).where(Area.code == "BLM"))
+        grid = s.scalar(select(User).where(User.phone == PHONES["grid"]))
+        mine = {g.area_id for g in grid.grants if g.role == "grid"}
+        others = [h.id for h in blm.children if h.id not in mine]
+        outside = Household.hamlet_id.in_(others)
+        households = s.scalars(select(Household.id).where(outside).order_by(Household.id)).all()
+        transfer, household = s.execute(
+            select(Transfer.id, Award.household_id).join(Award, Award.id == Transfer.award_id)
+            .join(Household, Household.id == Award.household_id)
+            .where(outside, Award.status == "posted").order_by(Transfer.id).limit(1)).one()
+        redemption = s.scalar(select(Redemption.id).join(Household, Household.id == Redemption.household_id)
+                              .where(outside).order_by(Redemption.id))
+        rules = s.scalars(select(Rule).where(Rule.village_id == blm.id, Rule.active.is_(True))
+                          .order_by(Rule.id)).all()
+        big = next(r for r in rules if r.points >= 20)
+        small = next(r for r in rules if 0 < r.points < 20 and not r.photo_required)
+        store = s.scalar(select(Store.id).where(Store.village_id == blm.id).order_by(Store.id))
+        item = s.scalar(select(Item.id).where(Item.store_id == store).order_by(Item.id))
+        numbers = dict(s.execute(select(Household.id, Household.number).where(outside)).all())
+    neighbours = [h for h in households if h != household]
+    ids = {"household": household, "rule": small.id, "transfer": transfer, "redemption": redemption,
+           "store": store, "item": item, "hamlet": others[0], "snapshot": snapshot, "code": "12345678",
+           "month": "2026-01"}
+    photo = api.post("/api/v1/awards", "committee", data={
+        "household_id": str(household), "rule_id": str(small.id), "photo": (io.BytesIO(_jpeg()), "yard.jpg")},
+        content_type="multipart/form-data")
+    assert photo.status_code == 201, photo.get_json()
+    ids["award"] = ids["photo_award"] = photo.get_json()["id"]
+    for key, rule, neighbour in (("pending", big, neighbours[0]), ("noticed", small, neighbours[1])):
+        response = api.post("/api/v1/awards", "committee", json={"household_id": neighbour, "rule_id": rule.id})
+        assert response.status_code == 201, response.get_json()
+        ids[key] = response.get_json()["id"]
+    response = api.post(f"/api/v1/awards/{ids['noticed']}/approve", "committee")
+    assert response.status_code == 200 and response.get_json()["status"] == "approved", response.get_json()
+    assert None not in ids.values(), ids
+    ids["numbers"] = numbers
+    ids["awards"] = {ids["photo_award"], ids["pending"], ids["noticed"]}
+    return ids
+
+
+def test_grid_manager_is_refused_the_households_of_other_hamlets(app, api):
+    """Every route that shows or acts on one household — its members, ledger lines, awards, photos,
+    receipts, cards — refuses the grid manager (403/404, web or API) for a household of another hamlet of
+    the same village, and changes nothing."""
+    ids = _other_hamlet_ids(app, api)
+    web = Web(app)
+    problems, count = [], 0
+    for (endpoint, method), entry in sorted(EXPECTED.items()):
+        if not _keys_used(entry, ids) & HOUSEHOLD_KEYS:
+            continue
+        path = _to_blm(_resolve(entry["path"], ids))
+        before = _fingerprint(app) if method != "GET" else None
+        response = _send(web, api, "grid", endpoint, method, path, entry, ids, rewrite=_to_blm)
+        count += 1
+        status = response.status_code
+        where = f"grid {method:6} {path} ({endpoint}) -> {status}"
+        if endpoint.startswith("api.") or method == "GET":
+            if status not in (403, 404):
+                problems.append("not refused: " + where)
+        elif status not in (302, 303, 403, 404):  # a refused form goes back with a message, or 403/404
+            problems.append("not refused: " + where)
+        if before is not None and _fingerprint(app) != before:
+            problems.append("data changed by a refused request: " + where)
+    assert count >= 20, count
+    assert not problems, f"{len(problems)} problems in {count} requests:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/villages/BLM/households?limit=200", "/api/v1/villages/BLM/awards?limit=200",
+    "/api/v1/villages/BLM/awards?household_id={household}", "/api/v1/villages/BLM/awards?household_id={pending}",
+    "/grid", "/home", "/awards/new"])
+def test_grid_manager_lists_show_no_household_of_other_hamlets(app, api, path):
+    """The village's lists a grid manager may open name none of another hamlet's households or awards."""
+    import re
+
+    ids = _other_hamlet_ids(app, api)
+    households = set(ids["numbers"])
+    path = path.format(household=ids["household"], pending=_household_of_award(app, ids["pending"]))
+    if path.startswith("/api/"):
+        response = api.get(path, "grid")
+        assert response.status_code == 200, response.get_json()
+        items = response.get_json()["items"]
+        shown = {item.get("household_id", item.get("id")) for item in items}
+        assert not shown & households, sorted(shown & households)
+        assert not {item["id"] for item in items} & ids["awards"] or "households" in path
+    else:
+        response = Web(app).client("grid").get(path)
+        assert response.status_code == 200
+        text = response.get_data(as_text=True)
+        leaked = [number for number in ids["numbers"].values() if re.search(rf"\b{re.escape(number)}\b", text)]
+        assert not leaked, leaked
+
+
+def _household_of_award(app, award_id: int) -> int:
+    from moralbank.awards.models import Award
+
+    with session_of(app) as s:
+        return s.get(Award, award_id).household_id

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from ..awards import service as awards
 from ..awards.models import Award, Rule
 from ..database import write_transaction
-from ..errors import DomainError, Invalid, NotFound
+from ..errors import DomainError, Invalid
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..ledger.service import request_key
@@ -100,9 +100,7 @@ def create_rule(code):
 @doc("Edit a rule: makes a new version (201 with it); {active: false} retires it (200) (committee)",
      request=s.RulePatchSchema, response=s.RuleSchema, status=(200, 201), errors=(403, 404, 409))
 def patch_rule(rule_id):
-    rule = db.session.get(Rule, rule_id)
-    if rule is None:
-        raise NotFound(_("找不到这一项"))
+    rule = access.get_or_404(Rule, rule_id, _("找不到这一项"))
     village = db.session.get(Area, rule.village_id)
     access.require(access.is_committee(g.api_user, village), _("只有村委会可以修改积分清单"))
     data = load_json(s.RulePatchSchema())
@@ -145,21 +143,12 @@ def create_award():
     return award_body(award), 201
 
 
-def _readable_award(award_id: int) -> Award:
-    award = db.session.get(Award, award_id)
-    if award is None:
-        raise NotFound(_("找不到这条积分记录"))
-    household = db.session.get(Household, award.household_id)
-    if not access.can_read_household(g.api_user, household):
-        raise NotFound(_("找不到这条积分记录"))
-    return award
-
-
 @bp.get("/awards/<int:award_id>")
 @token_required
-@doc("One award (staff of the village, or the household's members)", response=s.AwardSchema, errors=(404,))
+@doc("One award (committee, supervisor, the grid manager of its hamlet, or the household's members)",
+     response=s.AwardSchema, errors=(404,))
 def get_award(award_id):
-    return jsonify(award_body(_readable_award(award_id)))
+    return jsonify(award_body(awards.readable_award(g.api_user, award_id)))
 
 
 @bp.get("/villages/<code>/awards")
@@ -175,6 +164,10 @@ def list_awards(code):
         query = query.where(Award.status == args["status"])
     if args["household_id"]:
         query = query.where(Award.household_id == args["household_id"])
+    hamlet_ids = access.hamlet_scope(g.api_user, village)
+    if hamlet_ids is not None:  # a grid manager reads the awards of their own hamlets only
+        query = query.where(Award.household_id.in_(
+            select(Household.id).where(Household.village_id == village.id, Household.hamlet_id.in_(hamlet_ids))))
     if args["before"]:
         query = query.where(Award.id < args["before"])
     rows = db.session.scalars(query.order_by(Award.id.desc()).limit(args["limit"] + 1)).all()

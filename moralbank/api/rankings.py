@@ -148,9 +148,7 @@ def list_snapshots(code):
 @doc("One published ranking, as frozen when published (public)", response=SnapshotSchema, public=True,
      errors=(404,))
 def get_snapshot(snapshot_id):
-    snapshot = db.session.get(RankingSnapshot, snapshot_id)
-    if snapshot is None:
-        raise NotFound(_("找不到这份排行榜"))
+    snapshot = access.get_or_404(RankingSnapshot, snapshot_id, _("找不到这份排行榜"))
     return jsonify(_snapshot_body(snapshot, db.session.get(Area, snapshot.village_id)))
 
 
@@ -174,8 +172,7 @@ def publish_snapshot(code):
      response=DashboardSchema, errors=(403, 404), query=s.MonthArgsSchema)
 def dashboard(code):
     village = village_by_code(code)
-    access.require(bool(access.grants_reaching(g.api_user, village, ("committee", "admin", "supervisor"))),
-                   _("只有村委会和督导可以查看"))
+    access.require(access.sees_whole_village(g.api_user, village), _("只有村委会和督导可以查看"))
     month = s.MonthArgsSchema().load(request.args)["month"]
     return jsonify(DashboardSchema().dump(rankings.village_dashboard(village, month)))
 

@@ -11,7 +11,7 @@ from ..extensions import db
 from ..people import access
 from ..people.auth import authenticate, issue_token, revoke_token, user_from_bearer
 from ..people.auth import change_password as auth_change_password
-from ..people.models import Area, Household
+from ..people.models import Area
 from ..people.queries import household_page, household_summary, transfer_history
 from ..people.service import village_by_code
 from ..stores.models import Store
@@ -95,12 +95,10 @@ def change_password():
 @doc("The logged-in user, roles, and their household, store or village", response=s.MeSchema)
 def me():
     user = g.api_user
-    household_ids = access.resident_household_ids(user)
-    household = db.session.get(Household, min(household_ids)) if household_ids else None
-    store_grant = next((grant for grant in user.grants if grant.role == "clerk"), None)
-    store = db.session.get(Store, store_grant.store_id) if store_grant else None
-    staff_village = next((grant.village for grant in user.grants
-                          if grant.role in ("committee", "grid", "admin", "supervisor") and grant.village_id), None)
+    household = access.own_household(user)
+    store_id = access.clerk_store_id(user)
+    store = db.session.get(Store, store_id) if store_id else None
+    staff_village = access.first_village(user, ("committee", "grid", "admin", "supervisor"))
     body = {
         "user": {"id": user.id, "name": user.name, "roles": user.roles},
         "phone": user.phone,
@@ -142,28 +140,18 @@ def get_village(code):
 def list_households(code):
     village = _village_for_staff(code)
     args = s.PageArgsSchema().load(request.args)
-    user = g.api_user
-    hamlet_ids = None
-    if not access.grants_reaching(user, village, ("committee", "admin", "supervisor")):
-        hamlet_ids = access.grid_hamlet_ids(user, village)
-    items, cursor = household_page(village, hamlet_ids=hamlet_ids, after=args["after"], limit=args["limit"])
+    items, cursor = household_page(village, hamlet_ids=access.hamlet_scope(g.api_user, village),
+                                   after=args["after"], limit=args["limit"])
     return jsonify({"items": s.HouseholdSchema(many=True).dump(items), "next": str(cursor) if cursor else None})
-
-
-def _readable_household(household_id: int) -> Household:
-    household = db.session.get(Household, household_id)
-    # Not-found and not-yours look alike, so ids cannot be probed.
-    if household is None or not access.can_read_household(g.api_user, household):
-        raise NotFound(_("找不到这户"))
-    return household
 
 
 @bp.get("/households/<int:household_id>")
 @token_required
-@doc("One household: balance, score, stars, members (its staff or its own members)",
+@doc("One household: balance, score, stars, members (committee, supervisor, the grid manager of its hamlet, "
+     "or its own members)",
      response=s.HouseholdSchema, errors=(404,))
 def get_household(household_id):
-    household = _readable_household(household_id)
+    household = access.readable_household(g.api_user, household_id)
     return jsonify(s.HouseholdSchema().dump(household_summary(household)))
 
 
@@ -172,7 +160,7 @@ def get_household(household_id):
 @doc("Ledger lines of a household, newest first; pass next as before= for the following page",
      response=s.TransferListSchema, errors=(404,), query=s.PageArgsSchema)
 def household_transfers(household_id):
-    household = _readable_household(household_id)
+    household = access.readable_household(g.api_user, household_id)
     args = s.PageArgsSchema().load(request.args)
     lines, cursor = transfer_history(household, before=args["before"], limit=args["limit"])
     return jsonify({"items": s.TransferLineSchema(many=True).dump(lines), "next": str(cursor) if cursor else None})

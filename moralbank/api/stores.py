@@ -8,8 +8,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from .. import periods, throttle
-from ..database import utcnow, write_transaction
-from ..errors import NotFound
+from ..database import write_transaction
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..people import access
@@ -144,10 +143,7 @@ class CardUnlockSchema(Schema):
 
 
 def _store(store_id: int) -> Store:
-    store = db.session.get(Store, store_id)
-    if store is None:
-        raise NotFound(_("找不到这个商店"))
-    return store
+    return access.get_or_404(Store, store_id, _("找不到这个商店"))
 
 
 def _code_body(issued: stores.IssuedCode) -> dict:
@@ -178,11 +174,7 @@ def create_code():
 
 
 def _qr_response(code: str, kind: str) -> Response:
-    record = stores.household_code(g.api_user, code)
-    if record.consumed_at is not None or record.card_id is not None:
-        raise NotFound(_("这个付款码已经用过了"), code="code_used")
-    if record.expires_at <= utcnow():
-        raise NotFound(_("这个付款码已过期，请刷新"), code="code_expired")
+    record = stores.drawable_code(g.api_user, code)
     url = stores.IssuedCode.of(record).url
     data, mimetype = (qr_png(url), "image/png") if kind == "png" else (qr_svg(url), "image/svg+xml")
     response = Response(data, mimetype=mimetype)
@@ -208,10 +200,11 @@ def code_qr_svg(code):
 
 @bp.get("/stores/<int:store_id>/items")
 @token_required
-@doc("Items of a store with points price and stock (users of the village)", response=ItemListSchema,
-     errors=(403, 404))
+@doc("Items of a store with points price and stock (users of the store's village: residents, staff, clerks; "
+     "supervisors above it)", response=ItemListSchema, errors=(403, 404))
 def list_items(store_id):
-    store = _store(store_id)  # any logged-in user may read a store's shelf (SPEC §6)
+    store = _store(store_id)
+    access.require(access.can_read_shelf(g.api_user, store), _("只有本村的人可以查看这个商店"))
     items = db.session.scalars(select(Item).where(Item.store_id == store.id).order_by(Item.id)).all()
     return jsonify({"items": ItemSchema(many=True).dump(items), "next": None})
 
@@ -234,9 +227,7 @@ def create_item(store_id):
 @doc("Change an item (committee), or its stock count (the store's clerk)", request=ItemPatchSchema,
      response=ItemSchema, errors=(403, 404))
 def patch_item(item_id):
-    item = db.session.get(Item, item_id)
-    if item is None:
-        raise NotFound(_("找不到这件商品"))
+    item = access.get_or_404(Item, item_id, _("找不到这件商品"))
     data = load_json(ItemPatchSchema())
     with write_transaction():
         stores.update_item(g.api_user, item, **data)
@@ -329,9 +320,7 @@ def create_settlement(store_id):
 @doc("Issue a paper card with a long-lived QR and a PIN (committee); earlier cards stop working",
      request=CardRequestSchema, response=CardSchema, status=201, errors=(403, 404))
 def issue_card(household_id):
-    household = db.session.get(Household, household_id)
-    if household is None:
-        raise NotFound(_("找不到这户"))
+    household = access.get_or_404(Household, household_id, _("找不到这户"))
     data = load_json(CardRequestSchema())
     from ..edge import public_url
     with write_transaction():
@@ -345,9 +334,7 @@ def issue_card(household_id):
 @token_required
 @doc("Revoke the household's cards (committee)", status=204, errors=(403, 404))
 def revoke_cards(household_id):
-    household = db.session.get(Household, household_id)
-    if household is None:
-        raise NotFound(_("找不到这户"))
+    household = access.get_or_404(Household, household_id, _("找不到这户"))
     with write_transaction():
         stores.revoke_card(g.api_user, household)
     return "", 204

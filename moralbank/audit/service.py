@@ -38,6 +38,7 @@ def record_denial(reason: str) -> None:
     from flask import current_app
 
     from ..database import write_transaction
+    from ..people import access
     from ..people.auth import request_user
 
     try:
@@ -45,7 +46,7 @@ def record_denial(reason: str) -> None:
         user = request_user()
         rule = request.url_rule.rule if request.url_rule is not None else None
         arguments = {key: value for key, value in (request.view_args or {}).items() if isinstance(value, int)}
-        village_id = next((grant.village_id for grant in user.grants if grant.village_id), None) if user else None
+        village_id = access.home_village_id(user)
         with write_transaction():
             record("auth.denied", actor=user, village_id=village_id,
                    detail={"method": request.method, "route": rule, "args": arguments, "reason": reason})

@@ -239,11 +239,13 @@ def propose_batch(actor: User, proposals: list[tuple[str, Proposal]]) -> list[Aw
 
 # --- deciding --------------------------------------------------------------------------------
 
-def _own_household_ids(user: User) -> set[int]:
-    ids = set(access.resident_household_ids(user))
-    if user.resident is not None:
-        ids.add(user.resident.household_id)
-    return ids
+def readable_award(user: User | None, award_id) -> Award:
+    """The award, if ``user`` may read its household (web page, photo and API alike); not-found
+    and not-yours look alike, so ids cannot be probed."""
+    award = access.get_or_404(Award, award_id, _("找不到这条积分记录"))
+    if not access.can_read_household(user, db.session.get(Household, award.household_id)):
+        raise NotFound(_("找不到这条积分记录"))
+    return award
 
 
 def _lock_award(award_id: int) -> Award:
@@ -262,7 +264,7 @@ def approve(actor: User, award_id: int) -> Award:
     if award.status not in ("proposed", "disputed"):
         raise Conflict(_("这条记录已是「%(status)s」，不能再审核", status=status_label(award.status)),
                        code="invalid_state")
-    if award.household_id in _own_household_ids(actor):
+    if award.household_id in access.linked_household_ids(actor):
         raise Forbidden(_("不能审核自己家的积分"), code="own_household")
     if abs(award.points) > village.approval_threshold and award.proposed_by_id == actor.id:
         raise Forbidden(_("超过 %(n)s 分的记录需要由提交人以外的村委会成员审核", n=village.approval_threshold),
@@ -307,8 +309,7 @@ def object_to(actor: User, award_id: int, reason: str) -> Award:
     assert in_write_transaction()
     award = _lock_award(award_id)
     village = db.session.get(Area, award.village_id)
-    lives_here = any(grant.role == "resident" and grant.village_id == village.id for grant in actor.grants)
-    if not lives_here:
+    if not access.lives_in(actor, village):
         raise Forbidden(_("只有本村村民可以提出异议"))
     reason = (reason or "").strip()
     if not reason or len(reason) > 255:

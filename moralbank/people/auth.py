@@ -140,7 +140,8 @@ def change_password(user: User, current: str, new: str, *, via: str = "web") -> 
 
 
 def _village_of(user: User) -> int | None:
-    return next((grant.village_id for grant in user.grants if grant.village_id), None)
+    from .access import home_village_id
+    return home_village_id(user)
 
 
 def user_from_bearer() -> tuple[User | None, ApiToken | None]:

@@ -105,7 +105,7 @@ def add_item(store: Store, *, name: str, points: int, stock: int, unit: str = "�
 
 
 def is_clerk_of(user: User | None, store: Store) -> bool:
-    return any(grant.role == "clerk" and grant.store_id == store.id for grant in (user.grants if user else []))
+    return access.is_clerk_of(user, store)
 
 
 def update_item(actor: User, item: Item, **changes) -> Item:
@@ -145,8 +145,8 @@ def village_stores(village: Area) -> list[Store]:
 
 
 def clerk_store(user: User) -> Store | None:
-    grant = next((grant for grant in user.grants if grant.role == "clerk" and grant.store_id), None)
-    return db.session.get(Store, grant.store_id) if grant else None
+    store_id = access.clerk_store_id(user)
+    return db.session.get(Store, store_id) if store_id else None
 
 
 # --- payment codes ---------------------------------------------------------------------------
@@ -190,10 +190,9 @@ def _new_code(household: Household, ttl: timedelta, *, creator: User | None, car
 def issue_code(user: User) -> IssuedCode:
     """A resident's one-time payment code for their household (valid for the village's code TTL)."""
     assert in_write_transaction()
-    household_ids = access.resident_household_ids(user)
-    if not household_ids:
+    household = access.own_household(user)
+    if household is None:
         raise Forbidden(_("只有村民可以生成付款码"))
-    household = db.session.get(Household, min(household_ids))
     village = db.session.get(Area, household.village_id)
     return _new_code(household, timedelta(seconds=village.code_ttl_seconds), creator=user)
 
@@ -206,6 +205,18 @@ def household_code(user: User, code: str) -> RedemptionCode:
         (RedemptionCode.code == code) | (RedemptionCode.token_hash == _digest(code))))
     if record is None:
         raise UnknownCode(_("找不到这个付款码"))
+    return record
+
+
+def drawable_code(user: User, code: str) -> RedemptionCode:
+    """One of the user's household's codes whose QR may be drawn (the web page and the API share
+    this rule): not used, not expired, and not a code a clerk unlocked from a paper card at the
+    shop — that one is for the till, its picture belongs on no phone."""
+    record = household_code(user, code)
+    if record.consumed_at is not None or record.card_id is not None:
+        raise NotFound(_("这个付款码已经用过了"), code="code_used")
+    if record.expires_at <= utcnow():
+        raise NotFound(_("这个付款码已过期，请刷新"), code="code_expired")
     return record
 
 
@@ -391,8 +402,7 @@ class Statement:
 
 def _require_statement_reader(user: User, store: Store) -> Area:
     village = db.session.get(Area, store.village_id)
-    if not (is_clerk_of(user, store) or access.is_committee(user, village)
-            or access.grants_reaching(user, village, ("supervisor",))):
+    if not access.can_read_statement(user, store):
         raise Forbidden(_("没有权限查看这个商店的对账单"))
     return village
 

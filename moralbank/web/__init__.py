@@ -19,8 +19,12 @@ def nav_links() -> list[tuple[str, str]]:
 
     if not current_user.is_authenticated:
         return []
-    roles = {grant.role for grant in current_user.grants}
-    village = next((grant.village for grant in current_user.grants if grant.village_id), None)
+    from ..people import access
+    from ..people.models import Area
+
+    roles = set(current_user.roles)
+    village_id = access.home_village_id(current_user)
+    village = db.session.get(Area, village_id) if village_id else None
     links = [(_("首页"), url_for("web.home"))]
     if roles & {"committee", "admin"}:
         links += [(_("审核"), url_for("awards.review")), (_("积分清单"), url_for("awards.rules")),

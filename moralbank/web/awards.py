@@ -21,7 +21,8 @@ from ..ledger.service import request_key
 from ..people import access
 from ..people.models import Area, Household, Resident, User
 from ..people.service import mask_name, village_by_code
-from .forms import bounded_int, committee_village, form_int, form_ints, grid_village, new_form_key, submit_once
+from .forms import (bounded_int, committee_village, form_int, form_ints, grid_village, new_form_key, safe_next,
+                    submit_once)
 
 bp = Blueprint("awards", __name__)
 
@@ -36,13 +37,6 @@ def _households(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]
     if hamlet_ids is not None:
         query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
     return [{"id": i, "number": n, "hamlet_id": h, "head": head or ""} for i, n, h, head in db.session.execute(query)]
-
-
-def _scope_hamlets(village: Area) -> set[int] | None:
-    """None (all) for the committee, else the grid manager's hamlets."""
-    if access.is_committee(current_user, village):
-        return None
-    return access.grid_hamlet_ids(current_user, village)
 
 
 def _parse_date(text: str | None) -> date | None:
@@ -65,7 +59,7 @@ def _int(text, field: str) -> int:
 def grid_home():
     """A grid manager's hamlets and their households."""
     village = grid_village()
-    hamlet_ids = _scope_hamlets(village)
+    hamlet_ids = access.hamlet_scope(current_user, village)
     hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
     households = _households(village, hamlet_ids)
     from ..people.queries import household_page
@@ -80,7 +74,7 @@ def grid_home():
 def propose():
     """Propose one award (grid manager, committee) with an optional photo."""
     village = grid_village()
-    hamlet_ids = _scope_hamlets(village)
+    hamlet_ids = access.hamlet_scope(current_user, village)
     households = _households(village, hamlet_ids)
     rules = awards.active_rules(village)
     status = 200
@@ -113,7 +107,7 @@ def propose():
 def sheet():
     """The monthly inspection sheet (评分表): households of a hamlet × chosen rules, submitted as one batch."""
     village = grid_village()
-    hamlet_ids = _scope_hamlets(village)
+    hamlet_ids = access.hamlet_scope(current_user, village)
     hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
     if not hamlets:
         abort(403)
@@ -164,10 +158,9 @@ def sheet():
 @login_required
 def declare():
     """A resident declares a good deed of their own household (申报)."""
-    household_ids = access.resident_household_ids(current_user)
-    if not household_ids:
+    household = access.own_household(current_user)
+    if household is None:
         abort(403)
-    household = db.session.get(Household, min(household_ids))
     village = db.session.get(Area, household.village_id)
     rules = [rule for rule in awards.active_rules(village) if rule.points > 0]
     status = 200
@@ -267,10 +260,7 @@ def _award_rows(items: list[Award], *, masked: bool = False) -> list[dict]:
 
 
 def _village_rule(village: Area, rule_id) -> Rule:
-    rule = db.session.get(Rule, _int(rule_id, "rule_id"))
-    if rule is None or rule.village_id != village.id:
-        abort(404)
-    return rule
+    return access.get_or_404(Rule, _int(rule_id, "rule_id"), _("找不到这一项"), village_id=village.id)
 
 
 def _rule_fields(form) -> dict:
@@ -347,8 +337,7 @@ def audit_log():
     entries = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(PAGE + 1)).all()
     actors = dict(db.session.execute(select(User.id, User.name).where(
         User.id.in_({e.actor_id for e in entries if e.actor_id}))).all()) if entries else {}
-    staff = db.session.execute(select(User.id, User.name).join(User.grants).where(
-        User.grants.any(village_id=village.id)).distinct()).all()
+    staff = access.users_of_village(village)
     return render_template("awards/audit.html", village=village, entries=entries[:PAGE], actors=actors,
                            staff=staff, next_before=entries[PAGE - 1].id if len(entries) > PAGE else None,
                            args=request.args,
@@ -361,8 +350,7 @@ def audit_log():
 def notices(code):
     """公示: awards in public notice, with names masked; residents of the village may object."""
     village = village_by_code(code)
-    can_object = current_user.is_authenticated and any(
-        grant.role == "resident" and grant.village_id == village.id for grant in current_user.grants)
+    can_object = access.lives_in(current_user, village)
     if request.method == "POST":
         if not can_object:
             abort(403)
@@ -383,20 +371,10 @@ def notices(code):
 
 # --- award detail and photo ------------------------------------------------------------------
 
-def _readable_award(award_id: int) -> Award:
-    award = db.session.get(Award, award_id)
-    if award is None:
-        abort(404)
-    household = db.session.get(Household, award.household_id)
-    if not access.can_read_household(current_user, household):
-        abort(404)
-    return award
-
-
 @bp.get("/awards/<int:award_id>")
 @login_required
 def award_detail(award_id):
-    award = _readable_award(award_id)
+    award = awards.readable_award(current_user, award_id)
     row = _award_rows([award])[0]
     objections = db.session.scalars(select(Objection).where(Objection.award_id == award.id)).all()
     history = db.session.scalars(select(AuditEntry).where(AuditEntry.target_type == "award",
@@ -418,9 +396,7 @@ def award_detail(award_id):
 @login_required
 def reverse(transfer_id):
     """Committee reversal of a posted transfer, from the award page."""
-    back = request.form.get("back") or url_for("web.home")
-    if not back.startswith("/") or back.startswith("//"):
-        back = url_for("web.home")
+    back = safe_next(request.form.get("back")) or url_for("web.home")
     try:
         def action():
             awards.reverse_transfer(current_user, transfer_id, request.form.get("reason", ""),
@@ -437,7 +413,7 @@ def reverse(transfer_id):
 @login_required
 def photo(award_id):
     """The evidence photo, only for staff of the village and the household."""
-    award = _readable_award(award_id)
+    award = awards.readable_award(current_user, award_id)
     if not award.photo_path:
         abort(404)
     path = photo_file(award.photo_path, thumb=request.args.get("thumb") == "1")

@@ -53,9 +53,7 @@ def public_board(code):
 def snapshot_page(code, snapshot_id):
     """A published ranking; ``?print=1`` lays it out for an A4 notice board."""
     village = village_by_code(code)
-    snapshot = db.session.get(RankingSnapshot, snapshot_id)
-    if snapshot is None or snapshot.village_id != village.id:
-        abort(404)
+    snapshot = access.get_or_404(RankingSnapshot, snapshot_id, _("找不到这份排行榜"), village_id=village.id)
     template = "board/print_ranking.html" if request.args.get("print") else "board/snapshot.html"
     return render_template(template, village=village, snapshot=snapshot,
                            entries=rankings.snapshot_entries(snapshot),
@@ -91,10 +89,10 @@ def chart_bars(values: list[tuple[str, int]], width: int = 320, height: int = 14
 
 
 def _resident_household() -> Household:
-    household_ids = access.resident_household_ids(current_user)
-    if not household_ids:
+    household = access.own_household(current_user)
+    if household is None:
         abort(403)
-    return db.session.get(Household, min(household_ids))
+    return household
 
 
 def resident_home_context(household: Household) -> dict:
@@ -130,8 +128,7 @@ def members():
 
 def _staff_village(code: str | None) -> Area:
     """A village the user may see as committee or supervisor (the first one by default)."""
-    visible = [v for v in access.villages_visible(current_user)
-               if access.grants_reaching(current_user, v, ("committee", "admin", "supervisor"))]
+    visible = [v for v in access.villages_visible(current_user) if access.sees_whole_village(current_user, v)]
     if not visible:
         abort(403)
     if code:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, request
 from flask_babel import gettext as _
@@ -65,17 +66,30 @@ def submit_once(action):
 
 def committee_village() -> Area:
     """The village the logged-in committee member (or admin) works for; 403 otherwise."""
-    for grant in current_user.grants:
-        if grant.role in ("committee", "admin") and grant.village_id:
-            village = grant.village
-            if access.is_committee(current_user, village):
-                return village
-    abort(403)
+    village = access.committee_village(current_user)
+    if village is None:
+        abort(403)
+    return village
 
 
 def grid_village() -> Area:
     """The village of a grid manager (or committee member, who may do what grid managers do)."""
-    for grant in current_user.grants:
-        if grant.role in ("grid", "committee", "admin") and grant.village_id:
-            return grant.village
-    abort(403)
+    village = access.first_village(current_user, ("grid", "committee", "admin"))
+    if village is None:
+        abort(403)
+    return village
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None: the one check for every ``next`` or
+    ``back`` a page redirects to. Browsers read ``//host``, ``/\\host`` and ``\\\\host`` as other
+    hosts and drop tabs and newlines inside a URL, so any backslash or control character, a
+    scheme or a host refuses the target."""
+    if not target or not isinstance(target, str):
+        return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7f for char in target) or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target

@@ -29,10 +29,10 @@ bp = Blueprint("shop", __name__)
 # --- the resident's payment code -------------------------------------------------------------
 
 def _resident_household() -> Household:
-    household_ids = access.resident_household_ids(current_user)
-    if not household_ids:
+    household = access.own_household(current_user)
+    if household is None:
         abort(403)
-    return db.session.get(Household, min(household_ids))
+    return household
 
 
 def _code_view(record: RedemptionCode) -> dict:
@@ -69,9 +69,7 @@ def new_code():
 @bp.get("/me/pay/qr/<code>.png")
 @login_required
 def pay_qr(code):
-    record = stores.household_code(current_user, code)
-    if record.consumed_at is not None or record.expires_at <= utcnow():
-        abort(404)  # a used or expired code has no picture to show
+    record = stores.drawable_code(current_user, code)  # a used, expired or card code has no picture to show
     response = send_file(io.BytesIO(qr_png(stores.IssuedCode.of(record).url)), mimetype="image/png", max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
     return response
@@ -174,14 +172,12 @@ def redeem():
 @login_required
 def receipt(redemption_id):
     """A printable receipt: what was bought and the balance after."""
-    redemption = db.session.get(Redemption, redemption_id)
-    if redemption is None:
-        abort(404)
+    redemption = access.get_or_404(Redemption, redemption_id, _("找不到这张小票"))
     store = db.session.get(Store, redemption.store_id)
     village = db.session.get(Area, store.village_id)
     own = redemption.household_id in access.resident_household_ids(current_user)
-    if not (stores.is_clerk_of(current_user, store) or access.is_committee(current_user, village) or own):
-        abort(404)
+    if not (access.is_clerk_of(current_user, store) or access.is_committee(current_user, village) or own):
+        raise NotFound(_("找不到这张小票"))
     household = db.session.get(Household, redemption.household_id)
     return render_template("shop/receipt.html", r=redemption, store=store, village=village,
                            who=mask_name(household.head.name if household.head else ""),
@@ -223,9 +219,8 @@ def shop_items():
     store = _my_store()
     if request.method == "POST":
         try:
-            item = db.session.get(Item, form_int(request.form.get("item_id"), "item_id"))
-            if item is None or item.store_id != store.id:
-                raise NotFound(_("找不到这件商品"))
+            item = access.get_or_404(Item, form_int(request.form.get("item_id"), "item_id"), _("找不到这件商品"),
+                                     store_id=store.id)
             stock_text = request.form.get("stock", "").strip()
             stock = form_int(stock_text, _("库存"))
 
@@ -274,9 +269,8 @@ def committee_stores():
     if request.method == "POST":
         try:
             op = request.form.get("op")
-            store = db.session.get(Store, form_int(request.form.get("store_id"), "store_id"))
-            if store is None or store.village_id != village.id:
-                raise NotFound(_("找不到这个商店"))
+            store = access.get_or_404(Store, form_int(request.form.get("store_id"), "store_id"), _("找不到这个商店"),
+                                      village_id=village.id)
 
             def number(name):
                 return form_int(request.form.get(name), name)
@@ -289,9 +283,8 @@ def committee_stores():
                     return {"redirect": url_for("shop.committee_stores"),
                             "message": _("已上架 %(name)s", name=item.name)}
             elif op == "edit":
-                item = db.session.get(Item, form_int(request.form.get("item_id"), "item_id"))
-                if item is None or item.store_id != store.id:
-                    raise NotFound(_("找不到这件商品"))
+                item = access.get_or_404(Item, form_int(request.form.get("item_id"), "item_id"), _("找不到这件商品"),
+                                         store_id=store.id)
                 changes = {"name": request.form.get("name", ""), "points": number("points"),
                            "stock": number("stock"), "active": bool(request.form.get("active"))}
 
@@ -310,10 +303,7 @@ def committee_stores():
 
 
 def _statement_store(store_id: int) -> Store:
-    store = db.session.get(Store, store_id)
-    if store is None:
-        abort(404)
-    return store
+    return access.get_or_404(Store, store_id, _("找不到这个商店"))
 
 
 @bp.route("/stores/<int:store_id>/statement", methods=["GET", "POST"])
@@ -361,9 +351,7 @@ def statement_xlsx(store_id):
 @login_required
 def household_card(household_id):
     """Issue (or re-issue) a household's paper card with a PIN, and print it; or revoke it."""
-    household = db.session.get(Household, household_id)
-    if household is None:
-        abort(404)
+    household = access.get_or_404(Household, household_id, _("找不到这户"))
     village = db.session.get(Area, household.village_id)
     if not access.is_committee(current_user, village):
         abort(403)

@@ -1,8 +1,6 @@
 """Login, logout, the home page of each role, and the language switch."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
@@ -16,9 +14,9 @@ from ..i18n import N_
 from ..people import access
 from ..errors import Invalid
 from ..people.auth import authenticate, change_password, log_out
-from ..people.models import Household
 from ..people.queries import household_page
 from ..stores.models import Store
+from .forms import safe_next
 
 bp = Blueprint("web", __name__)
 
@@ -28,14 +26,6 @@ class LoginForm(FlaskForm):
     password = PasswordField("password", validators=[DataRequired(message=N_("请输入密码")), Length(max=256)])
 
 
-def safe_next(target: str | None) -> str | None:
-    """Only a local path (no scheme, no host, not protocol-relative) may be redirected to."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -129,21 +119,18 @@ def index():
 def home():
     """The landing page of each role: what they need first."""
     user = current_user
-    household_ids = access.resident_household_ids(user)
+    household = access.own_household(user)
     context: dict = {"roles": user.roles}
-    if household_ids:
+    if household is not None:
         from .board import resident_home_context
-        context.update(resident_home_context(db.session.get(Household, min(household_ids))))
-    store_grant = next((grant for grant in user.grants if grant.role == "clerk"), None)
-    if store_grant:
-        context["store"] = db.session.get(Store, store_grant.store_id)
+        context.update(resident_home_context(household))
+    store_id = access.clerk_store_id(user)
+    if store_id:
+        context["store"] = db.session.get(Store, store_id)
     staff_villages = access.villages_visible(user)
     if staff_villages:
         context["villages"] = []
         for village in staff_villages[:20]:
-            hamlet_ids = None
-            if not access.grants_reaching(user, village, ("committee", "admin", "supervisor")):
-                hamlet_ids = access.grid_hamlet_ids(user, village)
-            items, _cursor = household_page(village, hamlet_ids=hamlet_ids, limit=200)
+            items, _cursor = household_page(village, hamlet_ids=access.hamlet_scope(user, village), limit=200)
             context["villages"].append({"village": village, "households": items})
     return render_template("home.html", **context)
