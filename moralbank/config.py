@@ -67,6 +67,8 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         # Login throttling: per account and per address (flask-limiter syntax).
         "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "10 per 15 minutes"),
         "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "50 per 15 minutes"),
+        # Payment codes a household may mint (each takes an 8-digit number of the village's space).
+        "CODE_MINT_LIMIT": os.environ.get("CODE_MINT_LIMIT", "6 per minute;60 per hour"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

@@ -176,8 +176,11 @@ def _user_key() -> str:
 
 @bp.post("/redemption-codes")
 @token_required
-@doc("A new one-time payment code for the resident's household", response=CodeSchema, status=201,
-     errors=(403,))
+@limiter.shared_limit(stores.mint_limit, scope="code-mint",
+                      key_func=lambda: stores.mint_key(getattr(g, "api_user", None)))
+@doc("A new one-time payment code for the resident's household; it ends the household's earlier open "
+     "code. 429 when the household asks too often (CODE_MINT_LIMIT)", response=CodeSchema, status=201,
+     errors=(403, 429))
 def create_code():
     with write_transaction():
         issued = stores.issue_code(g.api_user)

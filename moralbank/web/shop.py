@@ -54,6 +54,7 @@ def pay():
 
 @bp.post("/me/pay")
 @login_required
+@limiter.shared_limit(stores.mint_limit, scope="code-mint", key_func=lambda: stores.mint_key(current_user))
 def new_code():
     """A new code (the page's button, or its script shortly before the old one expires)."""
     _resident_household()
