@@ -32,6 +32,7 @@ from ..people.auth import check_password, hash_password
 from ..people.models import Area, Household, User
 from ..people.service import mask_name
 from .models import HouseholdCard, Item, Redemption, RedemptionCode, RedemptionLine, Settlement, Store
+from .pins import check_pin
 
 CODE_DIGITS = 8
 #: points one redemption may move (far above any shop basket; keeps within the points column)
@@ -522,10 +523,7 @@ def issue_card(actor: User, household: Household, pin: str) -> tuple[HouseholdCa
     assert in_write_transaction()
     village = db.session.get(Area, household.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以发卡"))
-    if not (pin or "").isdigit() or not 4 <= len(pin) <= 8:
-        raise Invalid(_("密码应为 4 到 8 位数字"), fields={"pin": [_("4 到 8 位数字")]})
-    if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
-        raise Invalid(_("密码太简单，请换一个"), fields={"pin": [_("太简单")]})
+    check_pin(pin, _household_phones(household))
     now = utcnow()
     table = HouseholdCard.__table__
     db.session.execute(update(table).where(table.c.household_id == household.id, table.c.revoked_at.is_(None))
@@ -537,6 +535,16 @@ def issue_card(actor: User, household: Household, pin: str) -> tuple[HouseholdCa
     db.session.flush()
     audit("card.issue", actor=actor, village_id=village.id, target=card, detail={"household_id": household.id})
     return card, token
+
+
+def _household_phones(household: Household) -> list[str]:
+    """The phone numbers of a household: its members' and its residents' logins' (for the PIN policy)."""
+    from ..people.models import Resident, RoleGrant
+
+    members = select(Resident.phone).where(Resident.household_id == household.id, Resident.phone.is_not(None))
+    logins = select(User.phone).join(RoleGrant, RoleGrant.user_id == User.id).where(
+        RoleGrant.household_id == household.id)
+    return list(db.session.scalars(members.union(logins)))
 
 
 def revoke_card(actor: User, household: Household) -> int:
