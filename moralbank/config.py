@@ -76,6 +76,8 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         "PIN_LIMIT_PER_CARD_AND_ADDRESS": os.environ.get("PIN_LIMIT_PER_CARD_AND_ADDRESS", "10 per 15 minutes"),
         # Redis down: the limiter counts in memory rather than failing every request it guards.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        # Payment codes a household may mint (each takes an 8-digit number of the village's space).
+        "CODE_MINT_LIMIT": os.environ.get("CODE_MINT_LIMIT", "6 per minute;60 per hour"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

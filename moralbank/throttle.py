@@ -227,3 +227,18 @@ code_lookup = limiter.shared_limit(lambda: current_app.config["CODE_LOOKUP_LIMIT
 #: PIN attempts per (card, address), the web card page and the API card unlock alike.
 card_pin = limiter.shared_limit(lambda: current_app.config["PIN_LIMIT_PER_CARD_AND_ADDRESS"], scope="card-pin",
                                 key_func=_card_key, methods=["POST"])
+
+
+def _household_key() -> str:
+    """Code minting is counted per household, so its members share one budget."""
+    from .people import access
+    from .people.auth import request_user
+
+    user = request_user()
+    household_ids = access.resident_household_ids(user) if user is not None else set()
+    return f"household:{min(household_ids)}" if household_ids else f"user:{getattr(user, 'id', '-')}"
+
+
+#: Payment codes a household may mint (each takes one 8-digit number of the village's space).
+code_mint = limiter.shared_limit(lambda: current_app.config["CODE_MINT_LIMIT"], scope="code-mint",
+                                 key_func=_household_key)

@@ -26,7 +26,7 @@ SERVER_SECRET = "gunicorn-test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 #: variables of the developer's shell that must not leak into a test server
 _APP_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MORALBANK_ENV", "MORALBANK_INSTANCE",
                   "INSECURE_COOKIES", "LOGIN_LIMIT_PER_ACCOUNT", "LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS",
-                  "CODE_LOOKUP_LIMIT", "PIN_LIMIT_PER_CARD_AND_ADDRESS", "PROXY_FIX_HOPS",
+                  "CODE_LOOKUP_LIMIT", "PIN_LIMIT_PER_CARD_AND_ADDRESS", "CODE_MINT_LIMIT", "PROXY_FIX_HOPS",
                   "FLASK_APP", "FLASK_DEBUG", "TRUSTED_HOSTS", "PUBLIC_BASE_URL", "HSTS_MAX_AGE")
 
 

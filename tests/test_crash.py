@@ -246,7 +246,8 @@ def cluster(app, tmp_path):
     """A 2-worker gunicorn on the test's database (the `app` fixture verifies the ledger afterwards)."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     env = server_env(uri, tmp_path / "instance", LOGIN_LIMIT_PER_ACCOUNT="1000 per minute",
-                     LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS="1000 per minute")
+                     LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS="1000 per minute",
+                     CODE_MINT_LIMIT="1000 per minute")
     server = GunicornServer(env, workers=2, log=tmp_path / "gunicorn.log")
     engine = create_engine(uri)
     try:

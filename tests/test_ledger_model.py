@@ -25,7 +25,7 @@ Invariants after every step (one statement reads all but ``verify()``):
 
 What the model predicts, rule by rule, is what the services promise: a redemption is
 refused with ``code_used`` (409) for a used code, ``code_expired`` (409) once its
-lifetime is over, ``out_of_stock`` when an item is short, ``empty_cart`` when nothing
+lifetime is over or a newer code of its household ended it (one open code per household), ``out_of_stock`` when an item is short, ``empty_cart`` when nothing
 is bought and ``insufficient_points`` when the household cannot pay — and any refusal
 changes nothing. A month is settled once it is over, for the points of the code
 redemptions credited to the store in it less those reversed, once
@@ -234,6 +234,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.prices: list[int] = []
         self.stock: dict[int, int] = {}         # item id -> expected stock
         self.used: dict[int, bool] = {}         # code id -> used?
+        self.latest: dict[int, int] = {}        # household account id -> its newest code id
+        self.ended: set[int] = set()            # code ids ended by a newer code of their household
         self.sold: dict[int, tuple[str, int]] = {}  # code redemption transfer id -> (month, points)
         self.carts: dict[int, Counter] = {}     # code redemption transfer id -> item id -> quantity taken
         self.settled: dict[str, int] = {}       # month -> settlement id
@@ -554,6 +556,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert record.household_id == self.household_of[account] and record.consumed_at is None
             assert abs(record.expires_at - (self._now() + self.ttl)) < timedelta(seconds=30), record.expires_at
         self.used[code.id] = False
+        if account in self.latest:  # issue_code ends the household's earlier open code
+            self.ended.add(self.latest[account])
+        self.latest[account] = code.id
         return code
 
     @precondition(lambda self: sum(not used for used in self.used.values()) < 4)
@@ -587,7 +592,7 @@ class LedgerMachine(RuleBasedStateMachine):
         total = sum(self.prices[index] * quantity for index, quantity in wanted.items()) + (points or 0)
         if self.used[code.id]:
             expected = "code_used"
-        elif self.elapsed - code.issued >= self.ttl:
+        elif code.id in self.ended or self.elapsed - code.issued >= self.ttl:
             expected = "code_expired"
         elif any(self.stock[self.items[index]] < quantity for index, quantity in wanted.items()):
             expected = "out_of_stock"

@@ -771,7 +771,7 @@ def check_statement_xlsx_has_the_rows(app, api, auth, client):
 
 # --- paper cards -----------------------------------------------------------------------------
 
-def issue_card(api, household, pin="2580", who="committee"):
+def issue_card(api, household, pin="5173", who="committee"):
     return api.post(f"{API}/households/{household}/cards", who, json={"pin": pin})
 
 
@@ -801,14 +801,14 @@ def test_paper_card_unlock_wrong_pins_lock_and_reissue(app, api, client):
     assert "pin" not in card
 
     # The right PIN gives a code for this store only.
-    opened = unlock(api, store, card["token"], "2580")
+    opened = unlock(api, store, card["token"], "5173")
     assert opened.status_code == 201, opened.get_json()
     code = opened.get_json()
     before = snapshot(app, store, household)
     refused = redeem(api, other, {"code": code["code"], "points": 1}, who=other_clerk)
     assert refused.status_code in (403, 404)
     assert snapshot(app, store, household) == before
-    assert unlock(api, other, card["token"], "2580", who="clerk").status_code == 403
+    assert unlock(api, other, card["token"], "5173", who="clerk").status_code == 403
     used = redeem(api, store, {"code": code["code"], "points": 2})
     assert used.status_code == 201
     assert used.get_json()["balance_after"] == household_balance(api, household)
@@ -817,21 +817,21 @@ def test_paper_card_unlock_wrong_pins_lock_and_reissue(app, api, client):
     wrong = unlock(api, store, card["token"], "1111")
     assert wrong.status_code == 403 and error_code(wrong) == "wrong_pin"
     assert failed_pins(app, card["id"]) == 1
-    assert unlock(api, store, card["token"], "2580").status_code == 201
+    assert unlock(api, store, card["token"], "5173").status_code == 201
     assert failed_pins(app, card["id"]) == 0
     for attempt in range(5):
         wrong = unlock(api, store, card["token"], "0000")
         assert wrong.status_code == 403 and error_code(wrong) == "wrong_pin", attempt
     assert failed_pins(app, card["id"]) == 5
-    locked = unlock(api, store, card["token"], "2580")
+    locked = unlock(api, store, card["token"], "5173")
     assert locked.status_code == 403 and error_code(locked) == "card_locked"
 
     # Re-issuing gives a working card and kills the old one.
     new = issue_card(api, household, pin="7391").get_json()
     assert new["token"] != card["token"]
-    revoked = unlock(api, store, card["token"], "2580")
+    revoked = unlock(api, store, card["token"], "5173")
     assert revoked.status_code == 409 and error_code(revoked) == "card_revoked"
-    assert unlock(api, store, new["token"], "2580").status_code == 403
+    assert unlock(api, store, new["token"], "5173").status_code == 403
     assert unlock(api, store, new["token"], "7391").status_code == 201
     assert unlock(api, store, "x" * 32, "7391").status_code == 404
 
@@ -854,7 +854,7 @@ def test_pin_attempts_per_card_are_throttled(app, api):
 
     for _ in range(3):
         assert error_code(unlock(api, store, card["token"], "9999")) == "wrong_pin"
-    throttled = unlock(api, store, card["token"], "2580")
+    throttled = unlock(api, store, card["token"], "5173")
     assert throttled.status_code == 429
     assert failed_pins(app, card["id"]) == 3  # the throttled try was not even checked
     # Another card at the same shop is not held up.

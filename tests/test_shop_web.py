@@ -475,7 +475,7 @@ def test_committee_issues_a_card_and_the_clerk_unlocks_it_with_the_pin(app, api)
                                                                           "pin": "1111"})
     assert "太简单" in text_of(weak)
     printed = committee.post(f"/committee/households/{household}/card",
-                             data={"csrf_token": csrf_from(page), "pin": "2580"})
+                             data={"csrf_token": csrf_from(page), "pin": "5173"})
     assert printed.status_code == 200
     html = text_of(printed)
     data = re.search(r'<img class="qr" src="data:image/png;base64,([^"]+)"', html).group(1)
@@ -489,7 +489,7 @@ def test_committee_issues_a_card_and_the_clerk_unlocks_it_with_the_pin(app, api)
     assert masked(head) in pin_page and head not in pin_page and 'name="pin"' in pin_page
     wrong = clerk.post(card_url, data={"csrf_token": csrf_from(pin_page), "pin": "9999"})
     assert wrong.status_code == 200 and "密码不对" in text_of(wrong)
-    right = clerk.post(card_url, data={"csrf_token": csrf_from(pin_page), "pin": "2580"})
+    right = clerk.post(card_url, data={"csrf_token": csrf_from(pin_page), "pin": "5173"})
     assert right.status_code == 302
     landed = right.headers["Location"]
     assert "/shop/redeem?code=" in landed

@@ -121,7 +121,7 @@ def patch_rule(rule_id):
 
 def _proposal_from_request() -> awards.Proposal:
     if request.mimetype == "multipart/form-data":
-        data = s.AwardCreateSchema().load({key: value for key, value in request.form.items()})
+        data = s.AwardFormSchema().load({key: value for key, value in request.form.items()})
         upload = request.files.get("photo")
         photo = upload.read() if upload else None
     else:

@@ -21,6 +21,28 @@ class WholeRegexp(validate.Regexp):
         return value
 
 
+class StrictInteger(fields.Integer):
+    """A JSON integer, nothing else: ``1.5`` (which the plain field takes as 1), ``1.0`` and ``"1"`` are
+    refused. For request bodies; query strings are text and keep ``fields.Integer``."""
+
+    def __init__(self, **kwargs):
+        kwargs["strict"] = True
+        super().__init__(**kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON ``true`` or ``false``, nothing else: ``0``/``1``, ``"yes"`` and ``"on"`` are refused.
+
+    (``truthy={True}`` alone would not do: ``1 == True`` in Python, so 1 would still pass.)
+    For request bodies; query strings keep ``fields.Boolean``.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid", input=value)
+
+
 class MonthArgsSchema(Schema):
     month = fields.String(load_default=None, validate=WholeRegexp(MONTH_PATTERN),
                           metadata={"description": "2026-11; this month when absent"})
@@ -131,11 +153,11 @@ class RuleSchema(Schema):
         ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
     category_label = fields.String(dump_only=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=-1000, max=1000),
-                            metadata={"description": "per unit, not 0; negative for deductions"})
+    points = StrictInteger(required=True, validate=validate.Range(min=-1000, max=1000),
+                           metadata={"description": "per unit, not 0; negative for deductions"})
     cap = fields.Method("dump_cap", "load_cap", allow_none=True, load_default=None,
                         metadata={"description": "{count, period: month|quarter|year} or null"})
-    photo_required = fields.Boolean(load_default=False)
+    photo_required = StrictBoolean(load_default=False)
     version = fields.Integer(dump_only=True)
     family_id = fields.Integer(dump_only=True)
     active = fields.Boolean(dump_only=True)
@@ -155,7 +177,7 @@ class RuleSchema(Schema):
 
 
 class CapSchema(Schema):
-    count = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100))
+    count = StrictInteger(required=True, validate=validate.Range(min=1, max=100))
     period = fields.String(required=True, validate=validate.OneOf(["month", "quarter", "year"]))
 
 
@@ -163,10 +185,10 @@ class RulePatchSchema(Schema):
     category = fields.String(validate=validate.OneOf(
         ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
     title = fields.String(validate=validate.Length(min=1, max=64))
-    points = fields.Integer(strict=True, validate=validate.Range(min=-1000, max=1000))
+    points = StrictInteger(validate=validate.Range(min=-1000, max=1000))
     cap = fields.Raw(allow_none=True)
-    photo_required = fields.Boolean()
-    active = fields.Boolean(metadata={"description": "false retires the rule"})
+    photo_required = StrictBoolean()
+    active = StrictBoolean(metadata={"description": "false retires the rule"})
 
 
 class RuleListArgsSchema(Schema):
@@ -179,11 +201,20 @@ class RuleListSchema(Schema):
 
 
 class AwardCreateSchema(Schema):
-    household_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=ID_MAX))
-    rule_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1, max=ID_MAX))
-    quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=50))
+    household_id = StrictInteger(required=True, validate=validate.Range(min=1, max=ID_MAX))
+    rule_id = StrictInteger(required=True, validate=validate.Range(min=1, max=ID_MAX))
+    quantity = StrictInteger(load_default=1, validate=validate.Range(min=1, max=50))
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
     occurred_on = fields.Date(load_default=None, allow_none=True)
+
+
+class AwardFormSchema(AwardCreateSchema):
+    """The same proposal sent as multipart/form-data (with a photo): there every value is text, so
+    the numbers are read from their digits ("1.5" is still refused)."""
+
+    household_id = fields.Integer(required=True, validate=validate.Range(min=1, max=ID_MAX))
+    rule_id = fields.Integer(required=True, validate=validate.Range(min=1, max=ID_MAX))
+    quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=50))
 
 
 class ReasonSchema(Schema):
@@ -238,9 +269,9 @@ class TransferSchema(Schema):
 
 
 class VillagePatchSchema(Schema):
-    notice_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=30))
-    code_ttl_seconds = fields.Integer(strict=True, validate=validate.Range(min=30, max=3600))
-    approval_threshold = fields.Integer(strict=True, validate=validate.Range(min=0, max=10000))
-    star_thresholds = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000)),
+    notice_days = StrictInteger(validate=validate.Range(min=0, max=30))
+    code_ttl_seconds = StrictInteger(validate=validate.Range(min=30, max=3600))
+    approval_threshold = StrictInteger(validate=validate.Range(min=0, max=10000))
+    star_thresholds = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
                                   validate=lambda v: len(v) in (5, 10) or _star_count_error(),
                                   metadata={"description": "ascending: 5 thresholds, or 10 for 十星"})

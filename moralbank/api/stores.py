@@ -19,7 +19,7 @@ from ..stores.qr import qr_png, qr_svg
 from . import bp
 from .openapi import doc
 from .resources import load_json, token_required
-from .schemas import ID_MAX, MONTH_PATTERN, WholeRegexp
+from .schemas import ID_MAX, MONTH_PATTERN, StrictBoolean, StrictInteger, WholeRegexp
 
 
 class CodeSchema(Schema):
@@ -34,17 +34,17 @@ class ItemSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     unit = fields.String(load_default="件", validate=validate.Length(max=8))
-    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100000))
-    stock = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1000000))
+    points = StrictInteger(required=True, validate=validate.Range(min=1, max=100000))
+    stock = StrictInteger(required=True, validate=validate.Range(min=0, max=1000000))
     active = fields.Boolean(dump_only=True)
 
 
 class ItemPatchSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=64))
     unit = fields.String(validate=validate.Length(max=8))
-    points = fields.Integer(strict=True, validate=validate.Range(min=1, max=100000))
-    stock = fields.Integer(strict=True, validate=validate.Range(min=0, max=1000000))
-    active = fields.Boolean()
+    points = StrictInteger(validate=validate.Range(min=1, max=100000))
+    stock = StrictInteger(validate=validate.Range(min=0, max=1000000))
+    active = StrictBoolean()
 
 
 class ItemListSchema(Schema):
@@ -65,15 +65,14 @@ class PreviewSchema(Schema):
 
 
 class CartLineSchema(Schema):
-    item_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=ID_MAX))
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
+    item_id = StrictInteger(required=True, validate=validate.Range(min=1, max=ID_MAX))
+    quantity = StrictInteger(required=True, validate=validate.Range(min=1, max=1000))
 
 
 class RedemptionRequestSchema(Schema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=64))
     items = fields.List(fields.Nested(CartLineSchema), load_default=list, validate=validate.Length(max=50))
-    points = fields.Integer(load_default=None, allow_none=True, strict=True,
-                            validate=validate.Range(min=1, max=1000000))
+    points = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000000))
 
 
 class RedemptionSchema(Schema):
@@ -164,8 +163,10 @@ def redemption_body(redemption: Redemption) -> dict:
 
 @bp.post("/redemption-codes")
 @token_required
-@doc("A new one-time payment code for the resident's household", response=CodeSchema, status=201,
-     errors=(403,))
+@throttle.code_mint
+@doc("A new one-time payment code for the resident's household; it ends the household's earlier open "
+     "code. 429 when the household asks too often (CODE_MINT_LIMIT)", response=CodeSchema, status=201,
+     errors=(403, 429))
 def create_code():
     with write_transaction():
         issued = stores.issue_code(g.api_user)

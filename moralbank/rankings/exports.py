@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from ..awards.models import Award, Rule
 from ..awards.service import status_label
+from ..export_safety import csv_row, xlsx_row
 from ..extensions import db
 from ..i18n import localtime
 from ..ledger.models import Account, Transfer
@@ -56,28 +57,21 @@ def transfer_rows(village: Area, start, end):
 
 
 def as_csv(rows) -> bytes:
-    """UTF-8 with a BOM, so Excel on a village office PC opens the Chinese correctly."""
+    """UTF-8 with a BOM, so Excel on a village office PC opens the Chinese correctly; texts that
+    begin like a formula are neutralised (``export_safety``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(csv_row(row))
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
 def as_xlsx(rows, title: str) -> bytes:
+    """One sheet, the first row bold; texts that begin like a formula stay texts (``export_safety``)."""
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31] or "sheet")
     for index, row in enumerate(rows):
-        if index == 0:
-            from openpyxl.cell import WriteOnlyCell
-            header = []
-            for value in row:
-                cell = WriteOnlyCell(sheet, value=value)
-                cell.font = Font(bold=True)
-                header.append(cell)
-            sheet.append(header)
-        else:
-            sheet.append(row)
+        sheet.append(xlsx_row(sheet, row, font=Font(bold=True) if index == 0 else None))
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -6,30 +6,39 @@ import io
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from ..export_safety import xlsx_row
 from ..i18n import localtime
 
 
 def statement_workbook(statement, village) -> bytes:
-    """A store's month: one row per redemption, then the totals and the money owed."""
+    """A store's month: one row per redemption, then the totals and the money owed.
+
+    Every row goes through ``export_safety.xlsx_row``: item and store names are typed by
+    staff and must not become formulas in the supervisor's Excel.
+    """
     book = Workbook()
     sheet = book.active
     sheet.title = statement.period
-    sheet.append([f"{village.name} · {statement.store.name} · {statement.period} 对账单"])
+
+    def append(row):
+        sheet.append(xlsx_row(sheet, row))
+
+    append([f"{village.name} · {statement.store.name} · {statement.period} 对账单"])
     sheet["A1"].font = Font(bold=True, size=14)
-    sheet.append(["编号", "时间", "户", "积分", "已冲正", "商品"])
+    append(["编号", "时间", "户", "积分", "已冲正", "商品"])
     for cell in sheet[2]:
         cell.font = Font(bold=True)
     for row in statement.redemptions:
         goods = "、".join(f"{line['name']}×{line['quantity']}" for line in row["lines"])
-        sheet.append([row["id"], localtime(row["created_at"]), row["household"], row["points"],
-                      "是" if row["reversed"] else "", goods])
-    sheet.append([])
-    sheet.append(["兑换合计", statement.gross])
-    sheet.append(["冲正", statement.reversed])
-    sheet.append(["应结积分", statement.points])
-    sheet.append(["应付金额（元）", statement.fen / 100])
+        append([row["id"], localtime(row["created_at"]), row["household"], row["points"],
+                "是" if row["reversed"] else "", goods])
+    append([])
+    append(["兑换合计", statement.gross])
+    append(["冲正", statement.reversed])
+    append(["应结积分", statement.points])
+    append(["应付金额（元）", statement.fen / 100])
     if statement.settlement is not None:
-        sheet.append(["已结算", localtime(statement.settlement.created_at)])
+        append(["已结算", localtime(statement.settlement.created_at)])
     for column, width in zip("ABCDEF", (8, 18, 10, 8, 8, 40)):
         sheet.column_dimensions[column].width = width
     buffer = io.BytesIO()

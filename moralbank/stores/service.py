@@ -35,6 +35,7 @@ from ..people.models import Area, Household, User
 from ..people.service import mask_name
 from .models import HouseholdCard, Item, Redemption, RedemptionCode, RedemptionLine, Settlement, Store
 from .settled import settled_month
+from .pins import check_pin
 
 CODE_DIGITS = 8
 #: points one redemption may move (far above any shop basket; keeps within the points column)
@@ -43,6 +44,8 @@ MAX_REDEMPTION = 1_000_000
 CARD_PIN_LIMIT = 5
 #: how long a code unlocked from a paper card stays valid at the shop
 CARD_CODE_TTL = timedelta(minutes=10)
+#: how far back a replaced code's expiry is set: before its creation (lifetimes are at most an hour)
+ENDED_BACKDATE = timedelta(days=1)
 
 
 class OutOfStock(Invalid):
@@ -169,12 +172,13 @@ class IssuedCode:
 def _new_code(household: Household, ttl: timedelta, *, creator: User | None, card: HouseholdCard | None = None,
               store: Store | None = None) -> IssuedCode:
     """A fresh code with a random 8-digit number unique in the village (retried on collision)."""
+    now = utcnow()
     for _attempt in range(10):
         salt = secrets.token_hex(16)  # 128 bits from the OS's secure source
         token = code_token(salt)
         number = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         record = RedemptionCode(village_id=household.village_id, household_id=household.id, code=number,
-                                token_hash=_digest(token), salt=salt, expires_at=utcnow() + ttl,
+                                token_hash=_digest(token), salt=salt, created_at=now, expires_at=now + ttl,
                                 created_by_id=getattr(creator, "id", None), card_id=getattr(card, "id", None),
                                 store_id=getattr(store, "id", None))
         savepoint = db.session.begin_nested()
@@ -188,13 +192,34 @@ def _new_code(household: Household, ttl: timedelta, *, creator: User | None, car
 
 
 def issue_code(user: User) -> IssuedCode:
-    """A resident's one-time payment code for their household (valid for the village's code TTL)."""
+    """A resident's one-time payment code for their household (valid for the village's code TTL).
+
+    One open code per household: the new code ends the household's earlier open codes (their
+    expiry is set a day back, before their own creation: over on any server's clock, and the mark
+    of a replaced code), so a resident who mints codes in a loop holds one live number at a time,
+    not thousands for a clerk to stumble on; a clerk who types an ended code is told it was
+    replaced (``_check_usable``). Codes unlocked from a paper card at a
+    shop are the clerk's, for one store, and are left alone. How often a household may mint is
+    capped at the edge (``throttle.code_mint``).
+    """
     assert in_write_transaction()
     household = access.own_household(user)
     if household is None:
         raise Forbidden(_("只有村民可以生成付款码"))
+    # The household's row lock orders two racing requests, so they cannot both leave a code open.
+    household = db.session.get(Household, household.id, with_for_update=True)
     village = db.session.get(Area, household.village_id)
+    now = utcnow()
+    table = RedemptionCode.__table__
+    db.session.execute(update(table).where(table.c.household_id == household.id, table.c.card_id.is_(None),
+                                           table.c.consumed_at.is_(None), table.c.expires_at > now)
+                       .values(expires_at=now - ENDED_BACKDATE))
     return _new_code(household, timedelta(seconds=village.code_ttl_seconds), creator=user)
+
+
+def _replaced(record: RedemptionCode) -> bool:
+    """Whether a code was ended by a newer code of its household: it expires before it was made."""
+    return record.card_id is None and record.expires_at < record.created_at
 
 
 def household_code(user: User, code: str) -> RedemptionCode:
@@ -250,6 +275,8 @@ def _check_usable(record: RedemptionCode) -> None:
     if record.consumed_at is not None:
         raise CodeUsed(_("这个付款码已经用过了，请让村民刷新付款码"))
     if record.expires_at <= utcnow():
+        if _replaced(record):
+            raise CodeExpired(_("这个付款码已作废：村民已换了新的付款码，请让村民出示最新的付款码"))
         raise CodeExpired(_("这个付款码已过期，请让村民刷新付款码"))
 
 
@@ -484,10 +511,7 @@ def issue_card(actor: User, household: Household, pin: str) -> tuple[HouseholdCa
     assert in_write_transaction()
     village = db.session.get(Area, household.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以发卡"))
-    if not (pin or "").isdigit() or not 4 <= len(pin) <= 8:
-        raise Invalid(_("密码应为 4 到 8 位数字"), fields={"pin": [_("4 到 8 位数字")]})
-    if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
-        raise Invalid(_("密码太简单，请换一个"), fields={"pin": [_("太简单")]})
+    check_pin(pin, _household_phones(household))
     now = utcnow()
     table = HouseholdCard.__table__
     db.session.execute(update(table).where(table.c.household_id == household.id, table.c.revoked_at.is_(None))
@@ -499,6 +523,16 @@ def issue_card(actor: User, household: Household, pin: str) -> tuple[HouseholdCa
     db.session.flush()
     audit("card.issue", actor=actor, village_id=village.id, target=card, detail={"household_id": household.id})
     return card, token
+
+
+def _household_phones(household: Household) -> list[str]:
+    """The phone numbers of a household: its members' and its residents' logins' (for the PIN policy)."""
+    from ..people.models import Resident, RoleGrant
+
+    members = select(Resident.phone).where(Resident.household_id == household.id, Resident.phone.is_not(None))
+    logins = select(User.phone).join(RoleGrant, RoleGrant.user_id == User.id).where(
+        RoleGrant.household_id == household.id)
+    return list(db.session.scalars(members.union(logins)))
 
 
 def revoke_card(actor: User, household: Household) -> int:

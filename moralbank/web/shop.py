@@ -55,6 +55,7 @@ def pay():
 
 @bp.post("/me/pay")
 @login_required
+@throttle.code_mint
 def new_code():
     """A new code (the page's button, or its script shortly before the old one expires)."""
     _resident_household()
