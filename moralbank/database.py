@@ -138,6 +138,19 @@ def write_transaction():
         session.info["write_depth"] = 0
 
 
+class OutsideTransaction(RuntimeError):
+    """A service that writes was called without ``write_transaction()``: a programming error.
+
+    An exception rather than an ``assert``, which ``python -O`` strips."""
+
+
+def require_write_transaction() -> None:
+    """Services that write call this first: the edge (view, API wrapper, CLI command) opens the
+    transaction, so that a request's writes commit or fail together."""
+    if not in_write_transaction():
+        raise OutsideTransaction("this service writes: call it inside write_transaction()")
+
+
 def in_write_transaction() -> bool:
     """True inside ``write_transaction()``; the ledger asserts it."""
     return bool(db.session().info.get("write_depth"))

@@ -612,3 +612,59 @@ def test_audit_log_holds_each_action_and_committee_page_filters_it(app, api, run
     auth.login("committee_xlc")
     html = client.get("/committee/audit?action=award").get_data(as_text=True)
     assert _audit_actions(html) == []
+
+
+# --- the review queue as one service (web and API) ------------------------------------------
+
+def test_batch_review_decides_each_award_and_reports_the_refused(api, app):
+    """POST /awards/reviews: the committee approves several awards at once; one that cannot be
+    approved (already rejected) is reported with its reason and the others stand."""
+    set_notice_days(api, 0)
+    rule = add_rule(api, "批量审核测试", 3)
+    hid = household_id(app, "BLM-002")
+    first, second, third = (proposed(api, "grid", hid, rule["id"]) for _ in range(3))
+    assert api.post(f"/api/v1/awards/{third['id']}/reject", "committee", json={"reason": "重复"},
+                    key=key()).status_code == 200
+    balance, score = money(api, hid)
+    body = {"award_ids": [first["id"], second["id"], third["id"]], "decision": "approve"}
+    response = api.post("/api/v1/awards/reviews", "committee", json=body, key=key())
+    assert response.status_code == 200, response.get_json()
+    outcome = response.get_json()
+    assert [a["id"] for a in outcome["decided"]] == [first["id"], second["id"]]
+    assert all(a["status"] == "posted" for a in outcome["decided"])
+    assert [(r["award_id"], r["code"]) for r in outcome["refused"]] == [(third["id"], "invalid_state")]
+    assert money(api, hid) == (balance + 6, score + 6)
+    assert award(api, third["id"])["status"] == "rejected"
+
+
+def test_batch_review_is_for_the_committee_and_checks_its_input(api, app):
+    rule = add_rule(api, "批量审核权限", 3)
+    award_ = proposed(api, "grid", household_id(app, "BLM-002"), rule["id"])
+    body = {"award_ids": [award_["id"]], "decision": "approve"}
+    refused = api.post("/api/v1/awards/reviews", "grid", json=body, key=key())
+    error_of(refused, 403)
+    error_of(api.post("/api/v1/awards/reviews", "committee", json={**body, "decision": "maybe"}, key=key()), 422)
+    error_of(api.post("/api/v1/awards/reviews", "committee", json={**body, "award_ids": []}, key=key()), 422)
+    assert award(api, award_["id"])["status"] == "proposed"
+
+
+def test_village_settings_service_refuses_bad_values_whole(app):
+    """The settings service (the API's PATCH calls it) changes all or nothing and names the field."""
+    from moralbank.database import OutsideTransaction
+    from moralbank.errors import Invalid
+    from moralbank.people import villages
+    from moralbank.people.models import User
+    from moralbank.people.service import village_by_code
+    with session_of(app) as session:
+        committee = session.scalar(select(User).where(User.phone == PHONES["committee"]))
+        village = village_by_code("BLM")
+        before = (village.notice_days, village.star_thresholds)
+        with pytest.raises(OutsideTransaction):
+            villages.change_settings(committee, village, {"notice_days": 1})
+        with pytest.raises(Invalid) as refused:
+            with write_transaction():
+                villages.change_settings(committee, village, {"notice_days": 1, "star_thresholds": [5, 4, 3, 2, 1]})
+        assert set(refused.value.fields) == {"star_thresholds"}
+        session.expire_all()
+        village = village_by_code("BLM")
+        assert (village.notice_days, village.star_thresholds) == before

@@ -8,17 +8,17 @@ from sqlalchemy import select
 from ..awards import service as awards
 from ..awards.models import Award, Rule
 from ..database import write_transaction
-from ..errors import DomainError, Invalid
+from ..errors import Invalid
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..ledger.service import request_key
-from ..people import access
+from ..people import access, villages
 from ..people.models import Area, Household
 from ..people.service import village_by_code
 from . import bp
 from . import schemas as s
 from .openapi import doc
-from .resources import load_json, token_required, village_settings
+from .resources import load_json, token_required
 
 
 def rule_body(rule: Rule) -> dict:
@@ -50,17 +50,9 @@ def patch_village(code):
     village = village_by_code(code)
     access.require(access.is_committee(g.api_user, village), _("只有村委会可以修改本村设置"))
     changes = load_json(s.VillagePatchSchema())
-    if "star_thresholds" in changes and changes["star_thresholds"] != sorted(set(changes["star_thresholds"])):
-        raise DomainError(_("星级门槛应从小到大且不重复"), code="invalid", status=422,
-                          fields={"star_thresholds": [_("应递增")]})
-    from ..audit.service import record as audit
     with write_transaction():
-        before = {key: getattr(village, key) for key in changes}
-        for key, value in changes.items():
-            setattr(village, key, value)
-        audit("village.settings", actor=g.api_user, village_id=village.id, target=village,
-              detail={"before": before, "after": changes})
-    return jsonify(s.VillageSchema().dump(village_settings(village)))
+        villages.change_settings(g.api_user, village, changes)
+    return jsonify(s.VillageSchema().dump(villages.settings_of(village)))
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -182,6 +174,21 @@ def list_awards(code):
 @idempotent_api(required=True)
 def approve_award(award_id):
     return award_body(awards.approve(g.api_user, award_id)), 200
+
+
+@bp.post("/awards/reviews")
+@token_required
+@doc("Approve or reject several awards at once (committee): each is decided on its own; the refused "
+     "ones are listed with their reason", request=s.ReviewBatchSchema, response=s.ReviewOutcomeSchema,
+     errors=(403,), idempotent=True)
+@idempotent_api(required=True)
+def review_awards():
+    data = load_json(s.ReviewBatchSchema())
+    outcome = awards.review_batch(g.api_user, data["award_ids"], data["decision"], data["reason"])
+    return {"decided": [award_body(db.session.get(Award, award_id)) for award_id in outcome.decided],
+            "refused": s.ReviewRefusalSchema(many=True).dump(
+                [{"award_id": award_id, "code": error.code, "message": error.message}
+                 for award_id, error in outcome.refused])}, 200
 
 
 @bp.post("/awards/<int:award_id>/reject")

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 
 from ..errors import DomainError, NotFound
 from ..extensions import db
-from ..people import access
+from ..people import access, villages
 from ..people.auth import authenticate, issue_token, revoke_token, user_from_bearer
 from ..people.auth import change_password as auth_change_password
 from ..people.models import Area
@@ -118,19 +118,12 @@ def _village_for_staff(code: str) -> Area:
     return village
 
 
-def village_settings(village: Area) -> dict:
-    return {"code": village.code, "name": village.name, "town": village.parent.name if village.parent else None,
-            "hamlets": [{"id": h.id, "code": h.code, "name": h.name} for h in village.children],
-            "notice_days": village.notice_days, "code_ttl_seconds": village.code_ttl_seconds,
-            "approval_threshold": village.approval_threshold, "star_thresholds": village.star_thresholds}
-
-
 @bp.get("/villages/<code>")
 @token_required
 @doc("A village's settings (staff of the village)", response=s.VillageSchema, errors=(403, 404))
 def get_village(code):
     village = _village_for_staff(code)
-    return jsonify(s.VillageSchema().dump(village_settings(village)))
+    return jsonify(s.VillageSchema().dump(villages.settings_of(village)))
 
 
 @bp.get("/villages/<code>/households")

@@ -217,6 +217,24 @@ class AwardFormSchema(AwardCreateSchema):
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=50))
 
 
+class ReviewBatchSchema(Schema):
+    award_ids = fields.List(StrictInteger(validate=validate.Range(min=1, max=2**31 - 1)), required=True,
+                            validate=validate.Length(min=1, max=200))
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+    reason = fields.String(load_default="", validate=validate.Length(max=255))
+
+
+class ReviewRefusalSchema(Schema):
+    award_id = fields.Integer()
+    code = fields.String()
+    message = fields.String()
+
+
+class ReviewOutcomeSchema(Schema):
+    decided = fields.List(fields.Nested(lambda: AwardSchema()))
+    refused = fields.List(fields.Nested(ReviewRefusalSchema))
+
+
 class ReasonSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
 

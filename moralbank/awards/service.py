@@ -21,8 +21,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import periods
 from ..audit.service import record as audit
-from ..database import UTCDateTime, in_write_transaction, utcnow, write_transaction
-from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..database import UTCDateTime, in_write_transaction, require_write_transaction, utcnow, write_transaction
+from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..i18n import N_
 from ..ledger import service as ledger
@@ -302,6 +302,44 @@ def reject(actor: User, award_id: int, reason: str) -> Award:
     award.decision_reason = reason
     audit("award.reject", actor=actor, village_id=village.id, target=award, detail={"reason": reason})
     return award
+
+
+@dataclass
+class ReviewOutcome:
+    """What a batch review did: the awards decided, and each refused one with its reason."""
+    decided: list[int]
+    refused: list[tuple[int, DomainError]]
+
+
+def review_batch(actor: User, award_ids: list[int], decision: str, reason: str = "") -> ReviewOutcome:
+    """Approve or reject several awards at once (the committee's review queue).
+
+    Each award is decided in its own savepoint inside the caller's transaction: one that is
+    refused (decided already, own household, second approver needed…) is rolled back alone and
+    reported, the others stand.
+    """
+    require_write_transaction()
+    if decision not in ("approve", "reject"):
+        raise Invalid(_("请选择通过或不通过"), fields={"decision": [_("应为通过或不通过")]})
+    if not award_ids:
+        raise Invalid(_("请先勾选要处理的记录"), fields={"award_ids": [_("至少选一条")]})
+    village_ids = db.session.scalars(select(Award.village_id).where(Award.id.in_(award_ids)).distinct())
+    for village_id in village_ids:  # one who reviews none of these villages is refused whole
+        access.require(access.is_committee(actor, db.session.get(Area, village_id)), _("只有村委会可以审核"))
+    outcome = ReviewOutcome([], [])
+    for award_id in dict.fromkeys(award_ids):
+        savepoint = db.session.begin_nested()
+        try:
+            if decision == "approve":
+                approve(actor, award_id)
+            else:
+                reject(actor, award_id, reason)
+            savepoint.commit()
+            outcome.decided.append(award_id)
+        except DomainError as error:
+            savepoint.rollback()
+            outcome.refused.append((award_id, error))
+    return outcome
 
 
 def object_to(actor: User, award_id: int, reason: str) -> Award:

@@ -203,25 +203,15 @@ def review():
             abort(400)
 
         def action():
-            done, failed = 0, []
-            for award_id in ids:
-                savepoint = db.session.begin_nested()
-                try:
-                    if decision == "approve":
-                        awards.approve(current_user, award_id)
-                    else:
-                        awards.reject(current_user, award_id, reason)
-                    savepoint.commit()
-                    done += 1
-                except DomainError as error:
-                    savepoint.rollback()
-                    failed.append(f"#{award_id}: {error.message}")
+            outcome = awards.review_batch(current_user, ids, decision, reason)
+            done = len(outcome.decided)
             message = (_("已通过 %(n)s 条。", n=done) if decision == "approve"
                        else _("已退回 %(n)s 条（未通过）。", n=done))
-            if failed:
-                message += " " + _("未处理：") + "；".join(failed)
+            if outcome.refused:
+                message += " " + _("未处理：") + "；".join(f"#{award_id}: {error.message}"
+                                                       for award_id, error in outcome.refused)
             return {"redirect": url_for("awards.review"), "message": message,
-                    "category": "error" if failed else "success"}
+                    "category": "error" if outcome.refused else "success"}
         return submit_once(action)
     queue = awards.review_queue(village)
     objections = {}
