@@ -71,7 +71,8 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         # ... and per account from every address: past it, only addresses that have not failed get a try.
         "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "20 per 15 minutes"),
         # Payment-code lookups per clerk, web and API together.
-        "CODE_LOOKUP_LIMIT": os.environ.get("CODE_LOOKUP_LIMIT", "60 per minute"),
+        # (the daily cap bounds a day of guessing: README, "Guessing a payment code")
+        "CODE_LOOKUP_LIMIT": os.environ.get("CODE_LOOKUP_LIMIT", "60 per minute;500 per day"),
         # Paper-card PIN attempts per (card, address).
         "PIN_LIMIT_PER_CARD_AND_ADDRESS": os.environ.get("PIN_LIMIT_PER_CARD_AND_ADDRESS", "10 per 15 minutes"),
         # Redis down: the limiter counts in memory rather than failing every request it guards.

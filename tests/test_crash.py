@@ -247,7 +247,7 @@ def cluster(app, tmp_path):
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     env = server_env(uri, tmp_path / "instance", LOGIN_LIMIT_PER_ACCOUNT="1000 per minute",
                      LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS="1000 per minute",
-                     CODE_MINT_LIMIT="1000 per minute")
+                     CODE_MINT_LIMIT="1000 per minute", CODE_LOOKUP_LIMIT="100000 per minute")
     server = GunicornServer(env, workers=2, log=tmp_path / "gunicorn.log")
     engine = create_engine(uri)
     try:
