@@ -224,7 +224,7 @@ def test_card_pins_count_once_per_card_and_address_on_web_and_api(app, client, a
 
     store = _clerk_store(api)
     household = api.get(f"{API}/me", "resident").get_json()["household"]["id"]
-    card = api.post(f"{API}/households/{household}/cards", "committee", json={"pin": "2580"}).get_json()
+    card = api.post(f"{API}/households/{household}/cards", "committee", json={"pin": "5173"}).get_json()
     assert auth.login("clerk").status_code == 302
     page = client.get(f"/shop/card?t={card['token']}", **at(OWNER))
     token = csrf_from(page.get_data(as_text=True))
@@ -239,12 +239,12 @@ def test_card_pins_count_once_per_card_and_address_on_web_and_api(app, client, a
     assert web_pin("1111").status_code == 200  # the page again, saying the PIN is wrong
     assert api_pin("2222").status_code == 403
     assert web_pin("3333").status_code == 200
-    assert api_pin("2580").status_code == 429
-    assert web_pin("2580").status_code == 429
+    assert api_pin("5173").status_code == 429
+    assert web_pin("5173").status_code == 429
     with session_of(app) as session:
         assert session.scalar(select(HouseholdCard.failed_pins).where(HouseholdCard.id == card["id"])) == 3
     # The same card at another address has its own count (the card itself locks after five wrong PINs).
-    assert api_pin("2580", address=STRANGER).status_code == 201
+    assert api_pin("5173", address=STRANGER).status_code == 201
 
 
 # --- Redis down ---------------------------------------------------------------------------------------
@@ -263,8 +263,8 @@ def test_logins_and_shops_keep_working_when_redis_is_down(app, client, api, auth
     assert preview.status_code == 200, preview.get_json()
     redeemed = api.post(f"{API}/stores/{store}/redemptions", "clerk", json={"code": code, "points": 1})
     assert redeemed.status_code == 201, redeemed.get_json()
-    card = api.post(f"{API}/households/{household}/cards", "committee", json={"pin": "2580"}).get_json()
-    unlocked = api.post(f"{API}/stores/{store}/card-unlocks", "clerk", json={"card": card["token"], "pin": "2580"})
+    card = api.post(f"{API}/households/{household}/cards", "committee", json={"pin": "5173"}).get_json()
+    unlocked = api.post(f"{API}/stores/{store}/card-unlocks", "clerk", json={"card": card["token"], "pin": "5173"})
     assert unlocked.status_code == 201, unlocked.get_json()
     assert auth.login("clerk").status_code == 302
     assert client.get(f"/shop/redeem?code={unlocked.get_json()['code']}").status_code == 200
