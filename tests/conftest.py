@@ -69,29 +69,27 @@ class Databases:
     def __init__(self, tmp_root):
         self.tmp_root = tmp_root
         self.templates: dict[bool, str] = {}
-        #: demo templates as (month, moment seeded at, template): see ``template``
-        self.demos: list[tuple[str, datetime, str]] = []
+        #: demo templates by the clock they were seeded at: see ``template``
+        self.demos: dict[tuple[str, str], str] = {}
         self.tag = uuid.uuid4().hex[:8]
         self.created: list[str] = []
 
-    def template(self, seed: bool) -> str:
-        """The empty template, or a demo template seeded in this calendar month and not after now.
+    def template(self, seed: bool, pinned: str | None = None) -> str:
+        """The empty template, or the demo seeded at the pinned moment (``clock`` mark), or, on the
+        real clock, seeded in this calendar month.
 
         The demo's history runs up to the moment it was seeded and its current month always has
         scored households; so a test reads "this month" as the demo's own month, and a test whose
-        clock is pinned never sees history from after its "now".
+        clock is pinned sees the demo as it would be seeded at that moment.
         """
         if not seed:
             if seed not in self.templates:
                 self.templates[seed] = self._build("empty", seed=False)
             return self.templates[seed]
-        now = utcnow()
-        month = periods.current_month(now)
-        fitting = [demo for demo in self.demos if demo[0] == month and demo[1] <= now]
-        if not fitting:
-            fitting = [(month, now, self._build(f"demo{len(self.demos)}", seed=True))]
-            self.demos.extend(fitting)
-        return max(fitting)[2]
+        key = ("pinned", pinned) if pinned else ("month", periods.current_month(utcnow()))
+        if key not in self.demos:
+            self.demos[key] = self._build(f"demo{len(self.demos)}", seed=True)
+        return self.demos[key]
 
     def _build(self, label: str, *, seed: bool) -> str:
         if BACKEND == "sqlite":
@@ -109,8 +107,8 @@ class Databases:
         self.created.append(name)
         return name
 
-    def fresh(self, tmp_path, seed: bool = True) -> str:
-        template = self.template(seed)
+    def fresh(self, tmp_path, seed: bool = True, pinned: str | None = None) -> str:
+        template = self.template(seed, pinned)
         if BACKEND == "sqlite":
             target = tmp_path / "moralbank.db"
             shutil.copyfile(template, target)
@@ -187,9 +185,11 @@ def app_config(tmp_path):
 
 
 @contextmanager
-def app_on_fresh_database(databases, folder, *, seed: bool = True, extra: dict | None = None):
-    """An app on a fresh copy of the demo (or empty) database; its ledger must verify clean after."""
-    uri = databases.fresh(folder, seed=seed)
+def app_on_fresh_database(databases, folder, *, seed: bool = True, extra: dict | None = None,
+                          pinned: str | None = None):
+    """An app on a fresh copy of the demo (or empty) database; its ledger must verify clean after.
+    ``pinned``: the moment the test's clock is pinned at (the demo is seeded there)."""
+    uri = databases.fresh(folder, seed=seed, pinned=pinned)
     application = _make_app(uri, extra)
     try:
         yield application
@@ -205,9 +205,11 @@ def app_on_fresh_database(databases, folder, *, seed: bool = True, extra: dict |
 
 
 @pytest.fixture
-def app(clock, databases, tmp_path, app_config):
+def app(clock, databases, tmp_path, app_config, request):
     """An app on a fresh copy of the demo database; the ledger must verify clean afterwards."""
-    with app_on_fresh_database(databases, tmp_path, extra=app_config) as application:
+    marker = request.node.get_closest_marker("clock")
+    with app_on_fresh_database(databases, tmp_path, extra=app_config,
+                               pinned=marker.args[0] if marker else None) as application:
         yield application
 
 
