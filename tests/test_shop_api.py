@@ -201,9 +201,10 @@ def test_qr_image_is_drawn_once_per_code_and_never_outlives_the_code(app, api, a
     monkeypatch.setattr(qrcode.QRCode, "make", counted)
     qr.clear_cache()
     auth.login("resident")
-    codes = [new_code(api), new_code(api)]
-    images = {}
-    for code in codes:
+    codes, images = [], {}
+    for _ in range(2):  # the second code ends the first (one open code a household)
+        code = new_code(api)
+        codes.append(code)
         for kind in ("png", "svg"):
             first = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
             again = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
@@ -219,15 +220,20 @@ def test_qr_image_is_drawn_once_per_code_and_never_outlives_the_code(app, api, a
         assert zxingcpp.read_barcodes(svg_to_image(images[code["code"], "svg"]))[0].text == code["url"]
     assert images[codes[0]["code"], "png"] != images[codes[1]["code"], "png"]
 
-    used, expiring = codes
+    replaced, used = codes
     assert redeem(api, my_store(api), {"code": used["code"], "points": 1}).status_code == 201
-    ttl = api.get(f"{API}/villages/BLM", "committee").get_json()["code_ttl_seconds"]
-    travel(timedelta(seconds=ttl + 5))
-    for code, error in ((used, "code_used"), (expiring, "code_expired")):
+    for code, error in ((used, "code_used"), (replaced, "code_expired")):
         for kind in ("png", "svg"):
             response = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
             assert response.status_code == 404 and error_code(response) == error
         assert client.get(f"/me/pay/qr/{code['code']}.png").status_code == 404
+    expiring = new_code(api)
+    assert api.get(f"{API}/redemption-codes/{expiring['code']}/qr.png", "resident").status_code == 200
+    ttl = api.get(f"{API}/villages/BLM", "committee").get_json()["code_ttl_seconds"]
+    travel(timedelta(seconds=ttl + 5))
+    response = api.get(f"{API}/redemption-codes/{expiring['code']}/qr.png", "resident")
+    assert response.status_code == 404 and error_code(response) == "code_expired"
+    assert client.get(f"/me/pay/qr/{expiring['code']}.png").status_code == 404
 
 
 def decode_png(data: bytes) -> str:
