@@ -29,6 +29,9 @@ def create_app(config: dict | None = None) -> Flask:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     from . import models  # noqa: F401  (register every table with the metadata)
+    # The domains that keep caches in step with the ledger register with it on import (the ledger
+    # imports no domain): the rankings' period scores, kept in the posting transaction and verified.
+    from . import rankings  # noqa: F401
     from .database import install_engine_hooks
     from .extensions import babel, csrf, db, limiter, login_manager, migrate
 
@@ -39,7 +42,10 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     from .throttle import init_app as init_throttle
+    from .throttle import password_guess
     init_throttle(app)
+    from .people.auth import count_password_guesses
+    count_password_guesses(password_guess)
 
     from .i18n import init_app as init_i18n
     init_i18n(app, babel)

@@ -140,19 +140,15 @@ class Counters:
 
 
 def init_app(app) -> None:
-    """The counters of ``app`` and the answer to a refused guess: 429 with Retry-After and a message
-    saying how long to wait, as the JSON envelope in the API and as a page on the web."""
+    """The counters of ``app`` and the web's answer to a refused guess: 429 with Retry-After and a
+    page saying how long to wait. The API answers its own with the JSON envelope (``api.errors``):
+    this module sits below the edges and imports none of them."""
     app.extensions[_EXTENSION] = Counters(app.config["RATELIMIT_STORAGE_URI"],
                                           app.config.get("RATELIMIT_KEY_PREFIX") or "")
 
     @app.errorhandler(Throttled)
     def _throttled(error: Throttled):
-        from .api import errors as api_errors
-
-        if api_errors.is_api_request():
-            response = api_errors.domain_error(error)
-        else:
-            response = make_response(render_template("error.html", status=429, message=error.message), 429)
+        response = make_response(render_template("error.html", status=429, message=error.message), 429)
         response.headers["Retry-After"] = str(error.retry_after)
         return response
 

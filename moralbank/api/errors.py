@@ -9,6 +9,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
 from ..errors import DomainError
+from ..throttle import Throttled
+from . import bp
 
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -28,6 +30,15 @@ def is_api_request() -> bool:
 
 def domain_error(error: DomainError):
     return envelope(error.code, error.message, error.status, error.fields)
+
+
+@bp.errorhandler(Throttled)
+def throttled(error: Throttled):
+    """A refused password guess in the API: 429 in the envelope, with Retry-After (the web's page
+    is drawn by ``throttle.init_app``; a blueprint's handler comes first for the API's requests)."""
+    response = domain_error(error)
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def validation_error(error: ValidationError):

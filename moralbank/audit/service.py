@@ -1,4 +1,8 @@
-"""Recording staff actions."""
+"""Recording staff actions.
+
+The audit log is written by every domain and imports none: the caller names the actor (an
+authorisation refusal is recorded by ``people.auth.record_denial``, which knows the request's user).
+"""
 from __future__ import annotations
 
 from flask import has_request_context, request
@@ -28,28 +32,3 @@ def record(action: str, *, actor=None, village_id=None, target=None, detail=None
     db.session.add(entry)
     return entry
 
-
-def record_denial(reason: str) -> None:
-    """Log an authorisation refusal (a 403) in a transaction of its own, after rolling back
-    whatever the refused request had started (it changes nothing).
-
-    The route's pattern and its numeric arguments are kept, not the raw path, so a one-time token
-    in a URL (a payment code link) never reaches the log."""
-    from flask import current_app
-
-    from ..database import write_transaction
-    from ..people import access
-    from ..people.auth import request_user
-
-    try:
-        db.session.rollback()
-        user = request_user()
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        arguments = {key: value for key, value in (request.view_args or {}).items() if isinstance(value, int)}
-        village_id = access.home_village_id(user)
-        with write_transaction():
-            record("auth.denied", actor=user, village_id=village_id,
-                   detail={"method": request.method, "route": rule, "args": arguments, "reason": reason})
-    except Exception:  # the refusal itself must still reach the user
-        db.session.rollback()
-        current_app.logger.exception("could not record an authorisation denial")

@@ -32,7 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..database import in_write_transaction, utcnow
 from ..errors import Conflict, DomainError, Invalid, NotFound
 from ..extensions import db
-from ..rankings import scores
+from . import hooks
 from .models import TRANSFER_CODES, Account, Transfer
 
 #: codes whose debit may not take the debited account below zero
@@ -206,8 +206,9 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
              reverses: Transfer | None = None, at: datetime | None = None) -> Posted:
     """Move ``amount`` points from ``debit`` to ``credit``, once per idempotency key.
 
-    Must run inside ``write_transaction()``; the transfer, both balances and the
-    household's period scores commit together or not at all.
+    Must run inside ``write_transaction()``; the transfer, both balances and what the posting
+    hooks keep in step with it (the household's period scores, see ``hooks``) commit together or
+    not at all.
     """
     assert in_write_transaction(), "ledger writes need write_transaction()"
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
@@ -255,7 +256,7 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
     posted = Transfer(id=new_id, **values)
     make_transient_to_detached(posted)
     db.session.add(posted)
-    scores.apply_transfer(posted, debit=debit, credit=credit)
+    hooks.posted(posted, debit=debit, credit=credit)
     return Posted(posted, replayed=False)
 
 

@@ -2,10 +2,11 @@
 
 Checks, for every account, cached balance == credits − debits; for every
 village, the balances sum to zero; every transfer stays inside its village;
-every reversal mirrors its original; every household's period scores equal
-what its award, deduction and reversal transfers add up to; and every
-settlement equals its store's net redemptions of its month. It reads the ledger
-in a streaming way, so it runs on a county database too.
+every reversal mirrors its original; and every settlement equals its store's
+net redemptions of its month. Then the checks other domains registered with
+``ledger.hooks`` run (the rankings': every household's period scores equal what
+its award, deduction and reversal transfers add up to). It reads the ledger in
+a streaming way, so it runs on a county database too.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..periods import periods_of
-from ..rankings.models import HouseholdScore
+from . import hooks
 from .models import Account, Transfer
 
 
@@ -26,16 +27,23 @@ class Report:
     accounts: int = 0
     transfers: int = 0
     villages: int = 0
-    score_rows: int = 0
     discrepancies: list[str] = field(default_factory=list)
+    #: rows read by the registered checks, by what they are (``score_rows``: the rankings' period scores)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
     def ok(self) -> bool:
         return not self.discrepancies
 
+    @property
+    def score_rows(self) -> int:
+        """Period score rows checked (``flask ledger verify`` prints it)."""
+        return self.counts.get("score_rows", 0)
+
 
 def verify() -> Report:
-    """Recompute balances and scores from the transfers; list every discrepancy."""
+    """Recompute balances (and, through the registered checks, scores) from the transfers; list
+    every discrepancy."""
     report = Report()
     session = db.session
 
@@ -79,55 +87,17 @@ def verify() -> Report:
         if r_amt != o_amt or r_deb != o_cred or r_cred != o_deb or o_code == "reversal":
             report.discrepancies.append(f"transfer {rid}: does not mirror the transfer {oid} it reverses")
 
-    _verify_scores(report, account_kind)
     _verify_settlements(report)
+    for check in hooks.verify_checks():
+        check(report, account_kind)
     return report
 
 
-def _verify_scores(report: Report, account_kind: dict) -> None:
-    session = db.session
-    expected: dict[tuple[int, str], int] = defaultdict(int)
-    original = aliased(Transfer)
-    rows = session.execute(
-        select(Transfer.code, Transfer.amount, Transfer.debit_account_id, Transfer.credit_account_id,
-               Transfer.created_at, original.code, original.created_at)
-        .outerjoin(original, original.id == Transfer.reverses_id)
-        .where(Transfer.code.in_(("award", "deduction", "reversal")))
-        .execution_options(yield_per=5000))
-    for code, amount, debit_id, credit_id, created_at, o_code, o_created_at in rows:
-        if code == "reversal":
-            if o_code == "award":
-                household, delta, moment = account_kind[debit_id][1], -amount, o_created_at
-            elif o_code == "deduction":
-                household, delta, moment = account_kind[credit_id][1], amount, o_created_at
-            else:
-                continue
-        elif code == "award":
-            household, delta, moment = account_kind[credit_id][1], amount, created_at
-        else:
-            household, delta, moment = account_kind[debit_id][1], -amount, created_at
-        if household is None:
-            continue
-        for period in periods_of(moment):
-            expected[(household, period)] += delta
-
-    seen = set()
-    for household_id, period, score in session.execute(
-            select(HouseholdScore.household_id, HouseholdScore.period, HouseholdScore.score)
-            .execution_options(yield_per=5000)):
-        report.score_rows += 1
-        seen.add((household_id, period))
-        if expected.get((household_id, period), 0) != score:
-            report.discrepancies.append(
-                f"household {household_id} period {period}: score {score} != "
-                f"{expected.get((household_id, period), 0)} from transfers")
-    for key, value in expected.items():
-        if key not in seen and value != 0:
-            report.discrepancies.append(f"household {key[0]} period {key[1]}: no score row, expected {value}")
-
-
 #: the stores' settlements, read as a bare table: the ledger imports no domain, and all it needs
-#: of a settlement is its store, month and points (the money moved is the ledger's own transfer)
+#: of a settlement is its store, month and points (the money moved is the ledger's own transfer).
+#: Still, "a settlement equals the month's net redemptions" is the stores' rule, not the ledger's:
+#: it should become a check the stores register with ``ledger.hooks.verify_check`` (left here while
+#: the stores package is being split).
 _SETTLEMENTS = table("settlements", column("id"), column("store_id"), column("period"), column("points"))
 
 

@@ -14,11 +14,33 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select, update
 
+from ..audit.service import record as audit
 from ..database import utcnow, write_transaction
+from ..errors import Invalid
 from ..extensions import db
+from . import access
 from .models import ApiToken, User
 
 _hasher = PasswordHasher()  # argon2id, the library's current defaults
+
+#: Reserves one guess at an account's password: ``reserve(phone)`` returns a guess with
+#: ``succeeded()`` or raises Throttled. The budget is per address, which is the request plumbing's
+#: business (``throttle.password_guess``), so ``create_app`` registers it here rather than this
+#: module importing the throttle (which imports this one). Without it no password is checked.
+_reserve_guess = None
+
+
+def count_password_guesses(reserve) -> None:
+    """Register the counter of password guesses (``create_app`` registers ``throttle.password_guess``)."""
+    global _reserve_guess
+    _reserve_guess = reserve
+
+
+def _password_guess(phone: str):
+    if _reserve_guess is None:
+        # Fail closed: checking passwords with no count of guesses would open the door to brute force.
+        raise RuntimeError("no password guess counter registered (create_app registers throttle.password_guess)")
+    return _reserve_guess(phone)
 
 
 @lru_cache(maxsize=1)
@@ -53,11 +75,8 @@ def normalize_phone(phone) -> str:
 def authenticate(phone, password, *, via: str = "web") -> User | None:
     """The active user with this phone and password, or None. Every attempt goes to the audit log
     (the phone masked; an unknown phone and a wrong password look the same to the caller)."""
-    from ..audit.service import record as audit
-    from ..throttle import password_guess
-
     # The guess is counted before the hash is checked (Throttled if over the budget), handed back if right.
-    guess = password_guess(normalize_phone(phone))
+    guess = _password_guess(normalize_phone(phone))
     user = db.session.scalar(select(User).where(User.phone == normalize_phone(phone)))
     accepted = check_password(user, str(password or "")) and user.active
     if accepted:
@@ -107,8 +126,6 @@ def _end_sessions(user: User) -> int:
 def log_out(user: User, *, via: str = "web") -> None:
     """End the web session everywhere: a copied cookie is no use after logout (the session id carries
     ``session_version``). API tokens are left alone: they are ended one by one (DELETE /auth/tokens/current)."""
-    from ..audit.service import record as audit
-
     with write_transaction():
         user.session_version = (user.session_version or 0) + 1
         audit("auth.logout", actor=user, village_id=_village_of(user), target=user, detail={"via": via})
@@ -118,12 +135,9 @@ def change_password(user: User, current: str, new: str, *, via: str = "web") -> 
     """Set a new password after checking the current one. Every session and token of the user ends;
     the caller logs this device in again. Raises Invalid with the field at fault, Throttled when the
     current password was guessed too often (the same count as logins)."""
-    from ..audit.service import record as audit
-    from ..errors import Invalid
-    from ..throttle import password_guess
     from .passwords import password_problem
 
-    guess = password_guess(user.phone)
+    guess = _password_guess(user.phone)
     if not check_password(user, str(current or "")):
         raise Invalid(_("原密码不对"), fields={"current_password": [_("原密码不对")]})
     guess.succeeded()
@@ -140,8 +154,7 @@ def change_password(user: User, current: str, new: str, *, via: str = "web") -> 
 
 
 def _village_of(user: User) -> int | None:
-    from .access import home_village_id
-    return home_village_id(user)
+    return access.home_village_id(user)
 
 
 def user_from_bearer() -> tuple[User | None, ApiToken | None]:
@@ -167,6 +180,27 @@ def request_user() -> User | None:
     if current_user and current_user.is_authenticated:
         return current_user._get_current_object()
     return None
+
+
+def record_denial(reason: str) -> None:
+    """Log an authorisation refusal (a 403) in a transaction of its own, after rolling back
+    whatever the refused request had started (it changes nothing).
+
+    The route's pattern and its numeric arguments are kept, not the raw path, so a one-time token
+    in a URL (a payment code link) never reaches the log. It lives here, not in ``audit``, because
+    it needs the request's user: the audit log imports no domain."""
+    try:
+        db.session.rollback()
+        user = request_user()
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        arguments = {key: value for key, value in (request.view_args or {}).items() if isinstance(value, int)}
+        village_id = access.home_village_id(user)
+        with write_transaction():
+            audit("auth.denied", actor=user, village_id=village_id,
+                  detail={"method": request.method, "route": rule, "args": arguments, "reason": reason})
+    except Exception:  # the refusal itself must still reach the user
+        db.session.rollback()
+        current_app.logger.exception("could not record an authorisation denial")
 
 
 def init_app(app, login_manager) -> None:

@@ -6,7 +6,7 @@ from flask.globals import request_ctx
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ..audit.service import record_denial
+from ..people.auth import record_denial
 from ..errors import DomainError
 from ..extensions import db
 
