@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..audit.service import record as audit
-from ..database import in_write_transaction
+from ..database import require_write_transaction
 from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..ledger import service as ledger
@@ -21,7 +21,7 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str, *, idempotency_
 
     A retry under the same key replays the reversal, even once the month has been settled since.
     """
-    assert in_write_transaction()
+    require_write_transaction()
     original = db.session.get(Transfer, transfer_id)
     if original is None:
         raise NotFound(_("找不到这笔积分"))

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from .. import periods
 from ..audit.service import record as audit
-from ..database import in_write_transaction, require_write_transaction, utcnow, write_transaction
+from ..database import require_write_transaction, utcnow, write_transaction
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..i18n import N_
@@ -68,7 +68,7 @@ def _authorise_proposal(actor: User, household: Household, rule: Rule) -> str:
 
 def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propose") -> Award:
     """Create a proposed award after checking who, which rule, cap and evidence."""
-    assert in_write_transaction()
+    require_write_transaction()
     household = db.session.get(Household, proposal.household_id)
     if household is None:
         raise NotFound(_("找不到这户"), fields={"household_id": [_("不存在")]})
@@ -155,7 +155,7 @@ def _lock_award(award_id: int) -> Award:
 
 def approve(actor: User, award_id: int) -> Award:
     """Committee approval: into public notice, or posted at once when the village's notice is 0 days."""
-    assert in_write_transaction()
+    require_write_transaction()
     award = _lock_award(award_id)
     village = db.session.get(Area, award.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以审核"))
@@ -184,7 +184,7 @@ def approve(actor: User, award_id: int) -> Award:
 
 def reject(actor: User, award_id: int, reason: str) -> Award:
     """Committee rejection, with a reason the proposer and household will see."""
-    assert in_write_transaction()
+    require_write_transaction()
     award = _lock_award(award_id)
     village = db.session.get(Area, award.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以审核"))
@@ -242,7 +242,7 @@ def review_batch(actor: User, award_ids: list[int], decision: str, reason: str =
 
 def object_to(actor: User, award_id: int, reason: str) -> Award:
     """A resident of the village objects during public notice: the award waits for the committee."""
-    assert in_write_transaction()
+    require_write_transaction()
     award = _lock_award(award_id)
     village = db.session.get(Area, award.village_id)
     if not access.lives_in(actor, village):

@@ -10,7 +10,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import periods
 from ..audit.service import record as audit
-from ..database import UTCDateTime, in_write_transaction, utcnow, write_transaction
+from ..database import UTCDateTime, require_write_transaction, utcnow, write_transaction
 from ..errors import Invalid
 from ..extensions import db
 from ..ledger import service as ledger
@@ -21,7 +21,7 @@ from .models import Award, Rule
 def post_award(award: Award, *, actor=None, at: datetime | None = None) -> Award:
     """Move an approved award's points through the ledger and mark it posted (idempotent).
     The caller holds the award (``_lock_award``) and may have just approved it in memory."""
-    assert in_write_transaction()
+    require_write_transaction()
     if award.status == "posted":
         return award
     if award.status != "approved":
@@ -61,7 +61,7 @@ def post_award_id(award_id: int, *, actor=None, at: datetime | None = None,
     """Post one approved award whose notice has ended (by ``due``, default always): claim it with a
     conditional UPDATE, move its points through the ledger. Core statements only, nothing for the ORM
     to flush. Returns (village id, points), or None when the award was not (or no longer) waiting."""
-    assert in_write_transaction()
+    require_write_transaction()
     when = at or utcnow()
     claimed = db.session.connection().execute(_posting_statements()["claim"], {
         "award_id": award_id, "at": when, "due": due or _FAR_FUTURE}).one_or_none()

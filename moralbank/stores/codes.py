@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..audit.service import record as audit
-from ..database import in_write_transaction, utcnow
+from ..database import in_write_transaction, require_write_transaction, utcnow
 from ..errors import Conflict, Forbidden, NotFound
 from ..extensions import db
 from ..people import access
@@ -106,7 +106,7 @@ def issue_code(user: User) -> IssuedCode:
     shop are the clerk's, for one store, and are left alone. How often a household may mint is
     capped at the edge (``throttle.code_mint``).
     """
-    assert in_write_transaction()
+    require_write_transaction()
     household = access.own_household(user)
     if household is None:
         raise Forbidden(_("只有村民可以生成付款码"))
@@ -188,7 +188,7 @@ def _check_usable(record: RedemptionCode) -> None:
 
 def issue_card(actor: User, household: Household, pin: str) -> tuple[HouseholdCard, str]:
     """A printed card with a long-lived QR for a household without a phone; earlier cards are revoked."""
-    assert in_write_transaction()
+    require_write_transaction()
     village = db.session.get(Area, household.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以发卡"))
     check_pin(pin, _household_phones(household))
@@ -217,7 +217,7 @@ def _household_phones(household: Household) -> list[str]:
 
 def revoke_card(actor: User, household: Household) -> int:
     """Revoke every live card of a household; returns how many."""
-    assert in_write_transaction()
+    require_write_transaction()
     village = db.session.get(Area, household.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以停用卡片"))
     table = HouseholdCard.__table__
@@ -242,7 +242,8 @@ def unlock_card(clerk: User, store: Store, token: str, pin: str) -> IssuedCode:
     Runs its own transaction (call it outside any other): a wrong PIN must be
     counted even though the request is refused.
     """
-    assert not in_write_transaction(), "unlock_card commits failed attempts itself"
+    if in_write_transaction():  # a caller's rollback would undo the count of a wrong PIN
+        raise RuntimeError("unlock_card commits failed attempts itself: call it outside write_transaction()")
     from ..database import write_transaction
 
     _require_clerk(clerk, store)

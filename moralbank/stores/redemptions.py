@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from sqlalchemy import case, func, or_, select, update
 
 from ..audit.service import record as audit
-from ..database import in_write_transaction, utcnow
+from ..database import require_write_transaction, utcnow
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..ledger import service as ledger
@@ -60,7 +60,7 @@ def preview(clerk: User, store: Store, text: str) -> Preview:
 def redeem_with_code(clerk: User, store: Store, text: str, *, items: list[tuple[int, int]] = (),
                      points: int | None = None) -> Redemption:
     """Spend points at a store with a payment code: all of it in the caller's transaction, or none."""
-    assert in_write_transaction()
+    require_write_transaction()
     _require_clerk(clerk, store)
     if not store.active:
         raise Forbidden(_("这个商店已停用"), code="store_inactive")
@@ -96,7 +96,7 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
     Stock is taken with a conditional UPDATE (never below 0); the balance by the
     ledger's guarded debit. The ledger key is the redemption's own id.
     """
-    assert in_write_transaction()
+    require_write_transaction()
     if household.village_id != store.village_id:
         raise Invalid(_("只能在本村的商店使用积分"))
     # The store's account row first, as settle() and a redemption's reversal take it: a settlement

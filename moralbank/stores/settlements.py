@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import periods
 from ..audit.service import record as audit
-from ..database import in_write_transaction, utcnow
+from ..database import require_write_transaction, utcnow
 from ..errors import Conflict, Forbidden, Invalid
 from ..extensions import db
 from ..ledger import service as ledger
@@ -77,7 +77,7 @@ def settle(actor: User, store: Store, period: str) -> Settlement:
 
     Once per store and period (a unique key); a month not yet over cannot be settled.
     """
-    assert in_write_transaction()
+    require_write_transaction()
     village = db.session.get(Area, store.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以结算"))
     period = periods.check_month(period)  # one spelling per month: one settlement key per month
