@@ -27,7 +27,7 @@ from ..extensions import db
 from ..i18n import N_
 from ..people import access
 from ..people.models import Area, Household, User
-from .models import Award, Objection, Rule
+from .models import Award, AwardStatus, Objection, Rule
 from .posting import post_award
 from .rules import check_cap
 
@@ -102,7 +102,7 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
         from .photos import store_photo
         photo_path = store_photo(proposal.photo, household.village_id)
     award = Award(village_id=household.village_id, household_id=household.id, rule_id=rule.id, quantity=quantity,
-                  points=rule.points * quantity, status="proposed", note=note, occurred_on=occurred_on,
+                  points=rule.points * quantity, status=AwardStatus.PROPOSED, note=note, occurred_on=occurred_on,
                   proposed_by_id=actor.id, proposed_at=utcnow(), photo_path=photo_path)
     db.session.add(award)
     db.session.flush()
@@ -159,7 +159,7 @@ def approve(actor: User, award_id: int) -> Award:
     award = _lock_award(award_id)
     village = db.session.get(Area, award.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以审核"))
-    if award.status not in ("proposed", "disputed"):
+    if award.status not in (AwardStatus.PROPOSED, AwardStatus.DISPUTED):
         raise Conflict(_("这条记录已是「%(status)s」，不能再审核", status=status_label(award.status)),
                        code="invalid_state")
     if award.household_id in access.linked_household_ids(actor):
@@ -168,8 +168,8 @@ def approve(actor: User, award_id: int) -> Award:
         raise Forbidden(_("超过 %(n)s 分的记录需要由提交人以外的村委会成员审核", n=village.approval_threshold),
                         code="second_approver_required")
     now = utcnow()
-    was_disputed = award.status == "disputed"
-    award.status = "approved"
+    was_disputed = award.status == AwardStatus.DISPUTED
+    award.status = AwardStatus.APPROVED
     award.decided_by_id = actor.id
     award.decided_at = now
     if not was_disputed or award.notice_ends_at is None:
@@ -191,10 +191,10 @@ def reject(actor: User, award_id: int, reason: str) -> Award:
     reason = (reason or "").strip()
     if not reason or len(reason) > 255:
         raise Invalid(_("请填写不通过的理由"), fields={"reason": [_("必填，最多 255 字")]})
-    if award.status not in ("proposed", "approved", "disputed"):
+    if award.status not in (AwardStatus.PROPOSED, AwardStatus.APPROVED, AwardStatus.DISPUTED):
         raise Conflict(_("这条记录已是「%(status)s」，不能再审核", status=status_label(award.status)),
                        code="invalid_state")
-    award.status = "rejected"
+    award.status = AwardStatus.REJECTED
     award.decided_by_id = actor.id
     award.decided_at = utcnow()
     award.decision_reason = reason
@@ -250,24 +250,25 @@ def object_to(actor: User, award_id: int, reason: str) -> Award:
     reason = (reason or "").strip()
     if not reason or len(reason) > 255:
         raise Invalid(_("请写明异议的理由"), fields={"reason": [_("必填，最多 255 字")]})
-    if award.status == "disputed":
+    if award.status == AwardStatus.DISPUTED:
         pass  # a second objection is recorded too
-    elif award.status != "approved" or award.notice_ends_at is None or award.notice_ends_at <= utcnow():
+    elif award.status != AwardStatus.APPROVED or award.notice_ends_at is None or award.notice_ends_at <= utcnow():
         raise Conflict(_("这条记录不在公示期内，不能提出异议"), code="not_in_notice")
     already = db.session.scalar(select(Objection.id).where(Objection.award_id == award.id,
                                                            Objection.user_id == actor.id))
     if already is not None:
         raise Conflict(_("您已经对这条记录提出过异议"), code="already_objected")
     db.session.add(Objection(village_id=village.id, award_id=award.id, user_id=actor.id, reason=reason))
-    award.status = "disputed"
+    award.status = AwardStatus.DISPUTED
     audit("award.object", actor=actor, village_id=village.id, target=award, detail={"reason": reason})
     return award
 
 
 # --- reading ---------------------------------------------------------------------------------
 
-STATUS_LABELS = {"proposed": N_("待审核"), "approved": N_("公示中"), "disputed": N_("有异议"),
-                 "posted": N_("已入账"), "rejected": N_("未通过")}
+STATUS_LABELS = {AwardStatus.PROPOSED: N_("待审核"), AwardStatus.APPROVED: N_("公示中"),
+                 AwardStatus.DISPUTED: N_("有异议"), AwardStatus.POSTED: N_("已入账"),
+                 AwardStatus.REJECTED: N_("未通过")}
 
 
 def status_label(status: str) -> str:
@@ -279,13 +280,13 @@ def in_notice(village: Area) -> list[Award]:
     now = utcnow()
     return db.session.scalars(
         select(Award).where(Award.village_id == village.id,
-                            ((Award.status == "approved") & (Award.notice_ends_at > now))
-                            | (Award.status == "disputed"))
+                            ((Award.status == AwardStatus.APPROVED) & (Award.notice_ends_at > now))
+                            | (Award.status == AwardStatus.DISPUTED))
         .order_by(Award.notice_ends_at, Award.id)).all()
 
 
 def review_queue(village: Area) -> list[Award]:
     """What the committee must decide: proposed and disputed awards, oldest first."""
     return db.session.scalars(select(Award).where(Award.village_id == village.id,
-                                                  Award.status.in_(("proposed", "disputed")))
+                                                  Award.status.in_((AwardStatus.PROPOSED, AwardStatus.DISPUTED)))
                               .order_by(Award.proposed_at, Award.id)).all()

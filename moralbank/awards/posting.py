@@ -15,23 +15,23 @@ from ..errors import Invalid
 from ..extensions import db
 from ..ledger import service as ledger
 from ..people.models import Household
-from .models import Award, Rule
+from .models import Award, AwardStatus, Rule
 
 
 def post_award(award: Award, *, actor=None, at: datetime | None = None) -> Award:
     """Move an approved award's points through the ledger and mark it posted (idempotent).
     The caller holds the award (``_lock_award``) and may have just approved it in memory."""
     require_write_transaction()
-    if award.status == "posted":
+    if award.status == AwardStatus.POSTED:
         return award
-    if award.status != "approved":
+    if award.status != AwardStatus.APPROVED:
         raise Invalid(_("只有已通过的记录才能入账"), code="not_postable")
     if award in db.session.dirty:
         db.session.flush()  # the approval made a moment ago, so the claim below sees it
     if post_award_id(award.id, actor=actor, at=at) is None:
         # Another transaction moved it first (a caller that did not lock the award): posted is fine.
         db.session.refresh(award)
-        if award.status != "posted":
+        if award.status != AwardStatus.POSTED:
             raise Invalid(_("只有已通过的记录才能入账"), code="not_postable")
     return award
 
@@ -47,9 +47,10 @@ def _posting_statements() -> dict:
         awards, rules = Award.__table__, Rule.__table__
         _POSTING[dialect] = {
             # Claims the award: only one transaction moves it from approved to posted.
-            "claim": update(awards).where(awards.c.id == bindparam("award_id"), awards.c.status == "approved",
+            "claim": update(awards).where(awards.c.id == bindparam("award_id"),
+                                          awards.c.status == AwardStatus.APPROVED,
                                           awards.c.notice_ends_at <= bindparam("due", type_=UTCDateTime()))
-            .values(status="posted", posted_at=bindparam("at", type_=UTCDateTime()))
+            .values(status=AwardStatus.POSTED, posted_at=bindparam("at", type_=UTCDateTime()))
             .returning(awards.c.village_id, awards.c.household_id, awards.c.points, awards.c.quantity,
                        select(rules.c.title).where(rules.c.id == awards.c.rule_id).scalar_subquery()),
         }
@@ -79,7 +80,7 @@ def post_award_id(award_id: int, *, actor=None, at: datetime | None = None,
                     idempotency_key=f"award:{award_id}", actor=actor, reason=reason, award_id=award_id, at=when)
     cached = db.session.identity_map.get(db.session.identity_key(Award, award_id))
     if cached is not None:  # the caller's copy of the award, brought up to date without a read
-        set_committed_value(cached, "status", "posted")
+        set_committed_value(cached, "status", AwardStatus.POSTED)
         set_committed_value(cached, "posted_at", when)
     return village_id, points
 
@@ -93,7 +94,7 @@ def record_award(household: Household, rule: Rule, *, proposer=None, approver=No
     """Create an award already decided and post it (the demo history and imports of paper records)."""
     when = at or utcnow()
     award = Award(village_id=household.village_id, household_id=household.id, rule_id=rule.id,
-                  quantity=quantity, points=rule.points * quantity, status="approved", note=note,
+                  quantity=quantity, points=rule.points * quantity, status=AwardStatus.APPROVED, note=note,
                   occurred_on=occurred_on or periods.today(when), proposed_by_id=getattr(proposer, "id", None),
                   proposed_at=when - timedelta(hours=2), decided_by_id=getattr(approver, "id", None),
                   decided_at=when, notice_ends_at=when)
@@ -105,7 +106,8 @@ def record_award(household: Household, rule: Rule, *, proposer=None, approver=No
 def post_due(now: datetime | None = None, *, actor=None) -> int:
     """Post every approved award whose notice has ended, one transaction each. Returns how many."""
     now = now or utcnow()
-    ids = db.session.scalars(select(Award.id).where(Award.status == "approved", Award.notice_ends_at <= now)
+    ids = db.session.scalars(select(Award.id).where(Award.status == AwardStatus.APPROVED,
+                                                    Award.notice_ends_at <= now)
                              .order_by(Award.id)).all()
     posted = 0
     for award_id in ids:

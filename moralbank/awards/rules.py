@@ -15,7 +15,7 @@ from ..i18n import N_
 from ..ledger.models import Transfer
 from ..people import access
 from ..people.models import Area, Household
-from .models import CAP_PERIODS, CATEGORIES, Award, Rule
+from .models import CAP_PERIODS, CATEGORIES, Award, AwardStatus, Rule
 
 
 def _check_rule_fields(category: str, title: str, points, cap_count, cap_period) -> str:
@@ -102,7 +102,7 @@ def check_cap(household: Household, rule: Rule, occurred_on: date, quantity: int
     query = (select(func.coalesce(func.sum(Award.quantity), 0))
              .join(Rule, Rule.id == Award.rule_id)
              .where(Award.household_id == household.id, Rule.family_id == rule.family_id,
-                    Award.status != "rejected", Award.occurred_on >= start, Award.occurred_on < end))
+                    Award.status != AwardStatus.REJECTED, Award.occurred_on >= start, Award.occurred_on < end))
     # An award whose posting was reversed no longer counts.
     reversed_awards = select(Transfer.award_id).where(Transfer.code == "reversal", Transfer.award_id.is_not(None),
                                                       Transfer.village_id == household.village_id)

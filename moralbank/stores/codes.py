@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -22,7 +22,7 @@ from ..people import access
 from ..people.auth import check_password, hash_password
 from ..people.models import Area, Household, User
 from .catalogue import _require_clerk
-from .models import HouseholdCard, RedemptionCode, Store
+from .models import CodeState, HouseholdCard, RedemptionCode, Store
 from .pins import check_pin
 
 CODE_DIGITS = 8
@@ -126,6 +126,15 @@ def _replaced(record: RedemptionCode) -> bool:
     return record.card_id is None and record.expires_at < record.created_at
 
 
+def code_state(record: RedemptionCode, now: datetime | None = None) -> CodeState:
+    """Where the code stands (``now`` defaults to the present): used, replaced, expired or open."""
+    if record.consumed_at is not None:
+        return CodeState.USED
+    if record.expires_at <= (now or utcnow()):
+        return CodeState.REPLACED if _replaced(record) else CodeState.EXPIRED
+    return CodeState.OPEN
+
+
 def household_code(user: User, code: str) -> RedemptionCode:
     """One of the user's household's codes, by short number or token (for its QR image)."""
     household_ids = access.resident_household_ids(user)
@@ -142,9 +151,10 @@ def drawable_code(user: User, code: str) -> RedemptionCode:
     this rule): not used, not expired, and not a code a clerk unlocked from a paper card at the
     shop — that one is for the till, its picture belongs on no phone."""
     record = household_code(user, code)
-    if record.consumed_at is not None or record.card_id is not None:
+    state = code_state(record)
+    if state is CodeState.USED or record.card_id is not None:
         raise NotFound(_("这个付款码已经用过了"), code="code_used")
-    if record.expires_at <= utcnow():
+    if state is not CodeState.OPEN:
         raise NotFound(_("这个付款码已过期，请刷新"), code="code_expired")
     return record
 
@@ -176,11 +186,12 @@ def find_code(store: Store, text: str) -> RedemptionCode:
 
 
 def _check_usable(record: RedemptionCode) -> None:
-    if record.consumed_at is not None:
+    state = code_state(record)
+    if state is CodeState.USED:
         raise CodeUsed(_("这个付款码已经用过了，请让村民刷新付款码"))
-    if record.expires_at <= utcnow():
-        if _replaced(record):
-            raise CodeExpired(_("这个付款码已作废：村民已换了新的付款码，请让村民出示最新的付款码"))
+    if state is CodeState.REPLACED:
+        raise CodeExpired(_("这个付款码已作废：村民已换了新的付款码，请让村民出示最新的付款码"))
+    if state is CodeState.EXPIRED:
         raise CodeExpired(_("这个付款码已过期，请让村民刷新付款码"))
 
 
