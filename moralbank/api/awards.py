@@ -62,7 +62,7 @@ def patch_village(code):
 @doc("The village's rule catalogue (active items; ?all=1 includes old versions)", response=s.RuleListSchema,
      errors=(404,), query=s.RuleListArgsSchema)
 def list_rules(code):
-    village = village_by_code(code)  # any logged-in user may read a catalogue (SPEC §6)
+    village = village_by_code(code)  # any logged-in user may read a catalogue
     args = s.RuleListArgsSchema().load(request.args)
     query = select(Rule).where(Rule.village_id == village.id)
     if not args["all"]:
