@@ -45,7 +45,7 @@ RULES = {
     "public": (False, NOBODY, True),            # anyone; only "no 5xx"
     "login_public_api": (False, NOBODY, True),  # token endpoint itself
     "any_user": (True, NOBODY, True),           # any logged-in user, on their own things
-    "any_user_catalogue": (True, NOBODY, True),  # any logged-in user may read any village's catalogue (SPEC §6)
+    "any_user_catalogue": (True, NOBODY, True),  # any logged-in user may read any village's catalogue
     "staff_read": (True, BLM, True),            # staff of the object's village (supervisor above it included)
     "member_or_staff_read": (True, BLM, True),  # committee/supervisor, the grid manager of its hamlet, its members
     "village_user_read": (True, BLM, True),     # users of the object's village (residents, staff, clerks)
