@@ -201,9 +201,11 @@ def test_qr_image_is_drawn_once_per_code_and_never_outlives_the_code(app, api, a
     monkeypatch.setattr(qrcode.QRCode, "make", counted)
     qr.clear_cache()
     auth.login("resident")
-    codes = [new_code(api), new_code(api)]
-    images = {}
-    for code in codes:
+    # A new code ends the household's earlier one, so each code's picture is drawn while it is open.
+    codes, images = [], {}
+    for _round in range(2):
+        code = new_code(api)
+        codes.append(code)
         for kind in ("png", "svg"):
             first = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
             again = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
@@ -219,11 +221,13 @@ def test_qr_image_is_drawn_once_per_code_and_never_outlives_the_code(app, api, a
         assert zxingcpp.read_barcodes(svg_to_image(images[code["code"], "svg"]))[0].text == code["url"]
     assert images[codes[0]["code"], "png"] != images[codes[1]["code"], "png"]
 
-    used, expiring = codes
+    replaced, used = codes
     assert redeem(api, my_store(api), {"code": used["code"], "points": 1}).status_code == 201
+    expiring = new_code(api)
+    assert api.get(f"{API}/redemption-codes/{expiring['code']}/qr.png", "resident").status_code == 200
     ttl = api.get(f"{API}/villages/BLM", "committee").get_json()["code_ttl_seconds"]
     travel(timedelta(seconds=ttl + 5))
-    for code, error in ((used, "code_used"), (expiring, "code_expired")):
+    for code, error in ((replaced, "code_expired"), (used, "code_used"), (expiring, "code_expired")):
         for kind in ("png", "svg"):
             response = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
             assert response.status_code == 404 and error_code(response) == error
