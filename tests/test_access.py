@@ -36,13 +36,15 @@ def _blm_households(app) -> tuple[int, int]:
 
 def _award_with_photo(app, api, household: int) -> int:
     """An award (with an evidence photo) proposed by the committee for ``household``."""
-    from moralbank.awards.models import Rule
+    from moralbank.awards import service as awards
+    from moralbank.database import write_transaction
     from moralbank.people.models import Area
 
+    # A rule of its own, with no cap: the demo history may have used a catalogue rule's cap this month.
     with session_of(app) as session:
         blm = session.scalar(select(Area).where(Area.code == "BLM"))
-        rule = session.scalar(select(Rule.id).where(Rule.village_id == blm.id, Rule.active.is_(True),
-                                                    Rule.points > 0).order_by(Rule.id))
+        with write_transaction():
+            rule = awards.create_rule(blm, category="hygiene", title="门前三包", points=2).id
     response = api.post(f"{API}/awards", "committee", data={
         "household_id": str(household), "rule_id": str(rule), "photo": (io.BytesIO(_jpeg()), "yard.jpg")},
         content_type="multipart/form-data")
@@ -192,10 +194,10 @@ def test_a_paper_card_code_has_no_qr_picture_on_the_page_or_the_api(app, api):
     me = api.get(f"{API}/me", "resident").get_json()
     household = me["household"]["id"]
     store = api.get(f"{API}/me", "clerk").get_json()["store"]["id"]
-    card = api.post(f"{API}/households/{household}/cards", "committee", json={"pin": "2580"})
+    card = api.post(f"{API}/households/{household}/cards", "committee", json={"pin": "5173"})
     assert card.status_code == 201, card.get_json()
     unlocked = api.post(f"{API}/stores/{store}/card-unlocks", "clerk",
-                        json={"card": card.get_json()["token"], "pin": "2580"})
+                        json={"card": card.get_json()["token"], "pin": "5173"})
     assert unlocked.status_code == 201, unlocked.get_json()
     code = unlocked.get_json()["code"]
 
