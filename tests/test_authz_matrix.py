@@ -99,6 +99,8 @@ route("api.list_awards", "GET", "staff_read", lambda i: f"{A}/villages/XLC/award
 route("api.approve_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/approve")
 route("api.reject_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/reject",
       json={"reason": "matrix"})
+route("api.review_awards", "POST", "committee_write", lambda i: f"{A}/awards/reviews",
+      json=lambda i: {"award_ids": [i["pending"]], "decision": "reject", "reason": "matrix"})
 route("api.object_award", "POST", "resident_write", lambda i: f"{A}/awards/{i['noticed']}/objections",
       json={"reason": "matrix"})
 route("api.reverse_transfer", "POST", "committee_write", lambda i: f"{A}/transfers/{i['transfer']}/reversal",
