@@ -8,7 +8,7 @@ lives in the module of its responsibility:
 - ``posting``: post an award through the ledger, post every award whose notice has ended;
 - ``corrections``: the committee's reversal of a posted transfer.
 
-Each verb authorises, validates and acts inside the caller's write transaction; the
+Each verb authorises, validates and acts inside one write transaction; the
 caller (API resource, web view, CLI) only translates input and output.
 """
 from __future__ import annotations
