@@ -1,4 +1,4 @@
-"""Flask commands (SPEC §6): seed-demo, create-user, ledger verify, awards post-due, import-households."""
+"""Flask commands: seed-demo, create-user, ledger verify, awards post-due, import-households."""
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,4 @@
-"""The demo village (SPEC §7): 梨树县 → 康平街道 → 八里庙村 (BLM) and 新立村 (XLC).
+"""The demo village: 梨树县 → 康平街道 → 八里庙村 (BLM) and 新立村 (XLC).
 
 Deterministic (a fixed random seed), so screenshots and tests see the same
 village every time they seed it at the same moment. Half a year of history, up

@@ -1,4 +1,4 @@
-"""Probes for the operator (SPEC §6): ``/healthz`` says the process answers; ``/readyz`` says it
+"""Probes for the operator: ``/healthz`` says the process answers; ``/readyz`` says it
 can serve: the database answers, its schema is at the migrations' head, and Redis answers when
 ``REDIS_URL`` is configured. 200, or 503 naming what is down; never an error message (anyone may
 call them), which goes to the log instead.

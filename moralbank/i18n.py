@@ -1,5 +1,5 @@
-"""Language: Chinese (zh_CN) first, English complete. The choice sticks in the session
-(and on the user's record when logged in); ``?lang=en`` switches."""
+"""Language: Chinese (zh_CN) first, English complete. ``?lang=en`` switches, and the choice
+sticks in the session; without one, a logged-in user's saved ``locale`` applies."""
 from __future__ import annotations
 
 from flask import request, session

@@ -1,4 +1,4 @@
-"""Idempotency of ledger-changing requests (SPEC §3).
+"""Idempotency of ledger-changing requests: a retried request moves no points twice.
 
 The client sends a key (``Idempotency-Key`` header in the API, a hidden
 ``idempotency_key`` field in forms). The first request with a key claims it by

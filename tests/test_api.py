@@ -1,4 +1,4 @@
-"""The JSON API base (SPEC §6): tokens, /me, households, ledger lines, errors, OpenAPI, throttling, idempotency."""
+"""The JSON API base: tokens, /me, households, ledger lines, errors, OpenAPI, throttling, idempotency."""
 from __future__ import annotations
 
 import os
@@ -154,7 +154,7 @@ def test_me_for_resident_shows_household_with_balance_score_stars(app, api):
     assert household["id"] == resident_household_id(app)
     with session_of(app) as session:
         balance = session.scalar(select(Account.balance).where(Account.household_id == household["id"]))
-    assert household["balance"] == balance > 0  # SPEC §7: the demo resident has points to spend
+    assert household["balance"] == balance > 0  # the demo resident has points to spend
     assert household["score"] >= household["balance"]  # spending never lowers the score
     assert 0 <= household["stars"] <= 5
     assert body["store"] is None

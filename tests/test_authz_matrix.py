@@ -45,7 +45,7 @@ RULES = {
     "public": (False, NOBODY, True),            # anyone; only "no 5xx"
     "login_public_api": (False, NOBODY, True),  # token endpoint itself
     "any_user": (True, NOBODY, True),           # any logged-in user, on their own things
-    "any_user_catalogue": (True, NOBODY, True),  # any logged-in user may read any village's catalogue (SPEC §6)
+    "any_user_catalogue": (True, NOBODY, True),  # any logged-in user may read any village's catalogue
     "staff_read": (True, BLM, True),            # staff of the object's village (supervisor above it included)
     "member_or_staff_read": (True, BLM, True),  # committee/supervisor, the grid manager of its hamlet, its members
     "village_user_read": (True, BLM, True),     # users of the object's village (residents, staff, clerks)
@@ -99,6 +99,8 @@ route("api.list_awards", "GET", "staff_read", lambda i: f"{A}/villages/XLC/award
 route("api.approve_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/approve")
 route("api.reject_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/reject",
       json={"reason": "matrix"})
+route("api.review_awards", "POST", "committee_write", lambda i: f"{A}/awards/reviews",
+      json=lambda i: {"award_ids": [i["pending"]], "decision": "reject", "reason": "matrix"})
 route("api.object_award", "POST", "resident_write", lambda i: f"{A}/awards/{i['noticed']}/objections",
       json={"reason": "matrix"})
 route("api.reverse_transfer", "POST", "committee_write", lambda i: f"{A}/transfers/{i['transfer']}/reversal",

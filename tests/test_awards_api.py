@@ -1,4 +1,4 @@
-"""The award life cycle through the JSON API (SPEC §3, §4, §6): propose, approve, notice and
+"""The award life cycle through the JSON API: propose, approve, notice and
 objection, posting by `flask awards post-due`, the refusals, reversal and the audit trail.
 
 Rules used here are added through the API by the committee, so caps and photo

@@ -1,4 +1,4 @@
-"""The award pages as people use them (SPEC §4, §5): the grid manager's inspection sheet, the
+"""The award pages as people use them: the grid manager's inspection sheet, the
 committee's review queue and catalogue editor, the public notice board with objections, the
 resident's declaration, and who may see an evidence photo.
 

@@ -1,4 +1,4 @@
-"""The public board and the pages around rankings (SPEC §4, §5): /v/<code> without login and masked,
+"""The public board and the pages around rankings: /v/<code> without login and masked,
 the red list and its A4 print view, the notice print view, the resident's home, history and members,
 the committee dashboard, the supervisor overview, exports, and the board in English."""
 from __future__ import annotations

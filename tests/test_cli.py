@@ -1,4 +1,4 @@
-"""The Flask commands (SPEC §6): seed-demo, create-user, awards post-due, ledger verify."""
+"""The Flask commands: seed-demo, create-user, awards post-due, ledger verify."""
 from __future__ import annotations
 
 import re

@@ -109,3 +109,24 @@ def test_minting_is_capped_per_household(app, api, client):
 
     # the clerk and the committee are not residents: their budget is their own, and they get no code
     assert mint(api, "committee").status_code == 403
+
+
+def test_a_codes_state_follows_its_times(app, api):
+    """``code_state`` (what a page may report) reads the same facts the till refuses on."""
+    from moralbank.stores import service as stores
+    from moralbank.stores.models import CodeState
+
+    store = api.get(f"{API}/me", "clerk").get_json()["store"]["id"]
+    first, second = mint(api).get_json(), mint(api).get_json()
+    api.post(f"{API}/stores/{store}/redemptions", "clerk", json={"code": second["code"], "points": 1})
+    third = mint(api).get_json()
+
+    def states():
+        with session_of(app) as session:
+            return [stores.code_state(session.scalar(select(RedemptionCode).where(
+                RedemptionCode.code == code["code"]))) for code in (first, second, third)]
+
+    assert states() == [CodeState.REPLACED, CodeState.USED, CodeState.OPEN]
+    travel(timedelta(hours=1))
+    assert states() == [CodeState.REPLACED, CodeState.USED, CodeState.EXPIRED]
+    assert [str(state) for state in states()] == ["replaced", "used", "expired"]

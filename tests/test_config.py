@@ -1,4 +1,4 @@
-"""Settings (SPEC §5, §6): no default secret outside development, secure cookies in production,
+"""Settings: no default secret outside development, secure cookies in production,
 DATABASE_URL accepted in its common spellings."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The demo village (SPEC §7) looks alive on any day: ``flask seed-demo`` spreads half a year of
+"""The demo village looks alive on any day: ``flask seed-demo`` spreads half a year of
 history up to the moment it runs, the current month always has scored households (someone who runs
 ``make run`` on the 1st sees a living board), and the history keeps within the catalogue's caps,
 so the next award the committee makes is judged by the same rules as the ones before it."""

@@ -1,4 +1,4 @@
-"""The operator's probes (SPEC §6): ``/healthz`` (the process answers) and ``/readyz`` (database
+"""The operator's probes: ``/healthz`` (the process answers) and ``/readyz`` (database
 reachable, schema at the migrations' head, Redis reachable when configured): 200, or 503 naming
 what is down. Each dependency is taken down in turn."""
 from __future__ import annotations

@@ -122,13 +122,13 @@ def test_english_login_page_has_no_chinese(client):
 # includes; these tests catch a label that loses its mark or its translation.
 
 def dynamic_labels() -> dict[str, str]:
-    from moralbank.awards import service
+    from moralbank.awards import rules, service
     from moralbank.awards.models import CATEGORIES
     from moralbank.web.views import LoginForm
 
     labels = {f"CATEGORIES[{key!r}]": label for key, label in CATEGORIES.items()}
     labels |= {f"STATUS_LABELS[{key!r}]": label for key, label in service.STATUS_LABELS.items()}
-    labels |= {f"_PERIOD_WORDS[{key!r}]": label for key, label in service._PERIOD_WORDS.items()}
+    labels |= {f"_PERIOD_WORDS[{key!r}]": label for key, label in rules._PERIOD_WORDS.items()}
     for name in ("phone", "password"):
         for validator in getattr(LoginForm, name).kwargs.get("validators", []):
             if getattr(validator, "message", None):

@@ -1,4 +1,4 @@
-"""`flask import-households FILE --village CODE`: a CSV or XLSX roster, all rows or none (SPEC §6)."""
+"""`flask import-households FILE --village CODE`: a CSV or XLSX roster, all rows or none."""
 from __future__ import annotations
 
 import csv

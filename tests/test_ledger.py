@@ -1,4 +1,4 @@
-"""The ledger (SPEC §3): append-only transfers, cached balances, the spending guard,
+"""The ledger: append-only transfers, cached balances, the spending guard,
 idempotency, reversals, and ``verify`` / ``flask ledger verify``.
 
 Every test runs on the engine the suite runs on (SQLite by default, PostgreSQL

@@ -36,3 +36,28 @@ def test_downgrade_and_upgrade_over_the_demo_data_keep_the_ledger(app):
             with db.engine.begin() as connection:
                 connection.execute(text("UPDATE transfers SET amount = amount + 1"))
         db.session.remove()
+
+
+def test_the_database_holds_award_statuses_to_the_enum(app):
+    """The CHECK on awards.status is built from AwardStatus: the migrated database takes every
+    status the enum names and refuses any other (so a new status cannot slip in without a migration)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from moralbank.awards.models import AwardStatus
+
+    with app.app_context():
+        with db.engine.connect() as connection:
+            outer = connection.begin()
+            award_id = connection.scalar(text("SELECT min(id) FROM awards"))
+            for status in [*AwardStatus, "bogus"]:
+                savepoint = connection.begin_nested()
+                try:
+                    connection.execute(text("UPDATE awards SET status = :status WHERE id = :id"),
+                                       {"status": status, "id": award_id})
+                    accepted = True
+                except IntegrityError:
+                    accepted = False
+                savepoint.rollback()
+                assert accepted == (status in list(AwardStatus)), status
+            outer.rollback()
+        db.session.remove()

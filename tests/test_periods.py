@@ -1,4 +1,4 @@
-"""Calendar periods (SPEC §4: month 2026-11, quarter 2026-Q4, year 2026, all; calendar periods in
+"""Calendar periods (month 2026-11, quarter 2026-Q4, year 2026, all; calendar periods in
 the deployment's zone while the database stores UTC): one spelling per period, bounds, neighbours,
 labels, and what happens at the calendar's edges with the clock pinned there — the 1st at 00:05,
 the last day at 23:59, 31 December → 1 January, 29 February, and a UTC date that is not yet the

@@ -1,4 +1,4 @@
-"""Rankings through the API (SPEC §4 ranking, §5 privacy, §6 ``/rankings``): the public ranking by
+"""Rankings through the API (``/rankings``): the public ranking by
 period and hamlet with masked names and stars, who may read which household and village, published
 snapshots that never change, and how awards, reversals, deductions and spending move scores."""
 from __future__ import annotations
@@ -70,7 +70,7 @@ def household_id(app, number: str) -> int:
 
 
 def expected_order(app, village: str, period: str, hamlet: str | None = None) -> list[tuple[int, int]]:
-    """(household id, score) straight from household_scores, in the order SPEC §4 asks for."""
+    """(household id, score) straight from household_scores, in ranking order: score desc, reached first, id."""
     scope = "hamlet_id" if hamlet else "village_id"
     with session_of(app) as session:
         rows = session.execute(text(

@@ -116,7 +116,9 @@ def open_code(resident: User) -> stores.IssuedCode:
     shops can be), so the test opens them with the code maker itself.
     """
     household = db.session.get(Household, min(g.household_id for g in resident.grants if g.role == "resident"))
-    return stores._new_code(household, timedelta(minutes=5), creator=resident)
+    from moralbank.stores.codes import _new_code
+
+    return _new_code(household, timedelta(minutes=5), creator=resident)
 
 
 def issue_codes(app, resident_ids: list[int], per_resident: int, *, points_each: int) -> list[tuple[str, int]]:

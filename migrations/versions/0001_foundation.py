@@ -8,7 +8,8 @@ Create Date: 2026-11-28 11:10:06.301321
 from alembic import op
 import sqlalchemy as sa
 
-#: tables whose rows are never changed or removed (SPEC §3, §5)
+#: tables whose rows are never changed or removed: points are corrected by new transfers, and the
+#: audit log is evidence
 APPEND_ONLY = ("transfers", "audit_log")
 
 

@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..awards import service as awards
-from ..awards.models import Award, Rule
+from ..awards.models import Award, AwardStatus, Rule
 from ..database import write_transaction
 from ..errors import Invalid
 from ..extensions import db
@@ -27,7 +27,7 @@ def rule_body(rule: Rule) -> dict:
 
 def award_body(award: Award) -> dict:
     rule = db.session.get(Rule, award.rule_id)
-    transfer = awards.award_transfer(award) if award.status == "posted" else None
+    transfer = awards.award_transfer(award) if award.status == AwardStatus.POSTED else None
     return s.AwardSchema().dump({
         "id": award.id, "status": award.status, "status_label": awards.status_label(award.status),
         "household_id": award.household_id, "rule_id": award.rule_id,
@@ -62,7 +62,7 @@ def patch_village(code):
 @doc("The village's rule catalogue (active items; ?all=1 includes old versions)", response=s.RuleListSchema,
      errors=(404,), query=s.RuleListArgsSchema)
 def list_rules(code):
-    village = village_by_code(code)  # any logged-in user may read a catalogue (SPEC §6)
+    village = village_by_code(code)  # any logged-in user may read a catalogue
     args = s.RuleListArgsSchema().load(request.args)
     query = select(Rule).where(Rule.village_id == village.id)
     if not args["all"]:

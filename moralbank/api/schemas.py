@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from ..awards.models import AwardStatus
+
 #: calendar periods as the document states them (ASCII digits only); their one home is moralbank.periods
 from ..periods import MONTH_PATTERN, PERIOD_PATTERN  # noqa: F401 (the API's schemas use them through here)
 
@@ -267,8 +269,7 @@ class AwardListSchema(Schema):
 
 
 class AwardListArgsSchema(Schema):
-    status = fields.String(load_default=None, validate=validate.OneOf(
-        ["proposed", "approved", "disputed", "posted", "rejected"]))
+    status = fields.String(load_default=None, validate=validate.OneOf([status.value for status in AwardStatus]))
     household_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=ID_MAX))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=ID_MAX))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Optional
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -20,7 +21,20 @@ CATEGORIES = {
     "enterprise": N_("创业致富"),
     "deduction": N_("扣分"),
 }
-AWARD_STATUSES = ("proposed", "approved", "disputed", "posted", "rejected")
+
+
+class AwardStatus(StrEnum):
+    """Where an award stands: ``proposed`` → ``approved`` (public notice) → ``posted``, or
+    ``rejected``; an objection during notice makes it ``disputed`` until decided again.
+    A ``str``, so JSON and templates show the same words; the table's CHECK is built from it."""
+
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    DISPUTED = "disputed"
+    POSTED = "posted"
+    REJECTED = "rejected"
+
+
 CAP_PERIODS = ("month", "quarter", "year")
 
 
@@ -64,7 +78,8 @@ class Award(db.Model):
 
     __tablename__ = "awards"
     __table_args__ = (
-        CheckConstraint("status IN ('proposed','approved','disputed','posted','rejected')", name="status"),
+        # The same text as migration 0001's: built from the enum, so a new status needs a migration.
+        CheckConstraint(f"status IN ({','.join(repr(status.value) for status in AwardStatus)})", name="status"),
         CheckConstraint("quantity > 0", name="quantity"),
         Index("ix_awards_village_status", "village_id", "status"),
         Index("ix_awards_household_rule", "household_id", "rule_id"),
@@ -77,7 +92,8 @@ class Award(db.Model):
     quantity: Mapped[int] = mapped_column(default=1)
     #: rule points × quantity at proposal time (signed); what posting moves
     points: Mapped[int] = mapped_column()
-    status: Mapped[str] = mapped_column(String(10), default="proposed")
+    #: an AwardStatus value
+    status: Mapped[str] = mapped_column(String(10), default=AwardStatus.PROPOSED)
     note: Mapped[Optional[str]] = mapped_column(Text)
     #: the day the conduct happened (local date)
     occurred_on: Mapped[date] = mapped_column()

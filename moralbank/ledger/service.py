@@ -311,8 +311,3 @@ def _replay_of(original: Transfer, idempotency_key: str) -> Transfer | None:
     if existing.reverses_id != original.id or existing.code != "reversal":
         raise IdempotencyConflict(_("这个幂等键已用于另一笔不同的操作"))
     return existing
-
-
-def signed_amount(transfer_row: Transfer, account_id: int) -> int:
-    """The transfer's amount as seen from one account: + credited, − debited."""
-    return transfer_row.amount if transfer_row.credit_account_id == account_id else -transfer_row.amount

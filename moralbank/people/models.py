@@ -13,8 +13,6 @@ from ..extensions import db
 
 AREA_LEVELS = ("county", "town", "village", "hamlet")
 ROLES = ("admin", "committee", "grid", "resident", "clerk", "supervisor")
-#: roles that work for the village (see staff pages, masked phones)
-STAFF_ROLES = ("admin", "committee", "grid", "supervisor")
 
 DEFAULT_STAR_THRESHOLDS = [20, 50, 100, 160, 240]
 
@@ -24,7 +22,7 @@ class Area(db.Model):
 
     __tablename__ = "areas"
     __table_args__ = (
-        CheckConstraint("level IN ('county','town','village','hamlet')", name="level"),
+        CheckConstraint(f"level IN ({','.join(map(repr, AREA_LEVELS))})", name="level"),
         CheckConstraint("notice_days >= 0", name="notice_days"),
         CheckConstraint("code_ttl_seconds >= 30", name="code_ttl"),
         CheckConstraint("approval_threshold >= 0", name="approval_threshold"),
@@ -186,7 +184,7 @@ class RoleGrant(db.Model):
 
     __tablename__ = "role_grants"
     __table_args__ = (
-        CheckConstraint("role IN ('admin','committee','grid','resident','clerk','supervisor')", name="role"),
+        CheckConstraint(f"role IN ({','.join(map(repr, ROLES))})", name="role"),
         Index("ix_role_grants_scope", "role", "area_id"),
     )
 

@@ -59,13 +59,6 @@ def mask_name(name: str | None) -> str:
     return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
-def mask_phone(phone: str | None) -> str:
-    """138****8000 for staff pages."""
-    if not phone:
-        return ""
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
-
-
 def create_household(*, village: Area, hamlet: Area, number: str, head_name: str, head_phone: str | None = None,
                      id_number: str | None = None, members: list[tuple[str, str]] = (),
                      address: str | None = None) -> Household:

@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, or_, select
 
 from ..audit.service import record as audit
 from .. import periods
-from ..database import in_write_transaction, utcnow
+from ..database import require_write_transaction, utcnow
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..people import access
@@ -107,7 +107,7 @@ def monthly_scores(household: Household, months: int = 12) -> list[tuple[str, in
 def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = None,
             title: str | None = None) -> RankingSnapshot:
     """Freeze the ranking of a period for the notice board (committee). Later awards do not change it."""
-    assert in_write_transaction()
+    require_write_transaction()
     access.require(access.is_committee(actor, village), _("只有村委会可以发布排行榜"))
     period = periods.check(period or periods.ALL)
     hamlet = _scope(village, hamlet_id)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Optional
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
@@ -103,6 +104,17 @@ class Settlement(db.Model):
     amount_fen: Mapped[Optional[int]] = mapped_column()
     settled_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CodeState(StrEnum):
+    """Where a payment code stands. No column holds it: it follows from ``consumed_at`` and
+    ``expires_at`` (``stores.codes.code_state``)."""
+
+    OPEN = "open"
+    USED = "used"
+    EXPIRED = "expired"
+    #: ended by a newer code of its household (the mark: it expires before it was made)
+    REPLACED = "replaced"
 
 
 class RedemptionCode(db.Model):

@@ -1,0 +1,118 @@
+"""The rule catalogue: rules of a village, their versions (an edit adds one), and the caps on how
+often a household may earn a rule in a month, quarter or year."""
+from __future__ import annotations
+
+from datetime import date
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from .. import periods
+from ..audit.service import record as audit
+from ..errors import Conflict, Invalid
+from ..extensions import db
+from ..i18n import N_
+from ..ledger.models import Transfer
+from ..people import access
+from ..people.models import Area, Household
+from .models import CAP_PERIODS, CATEGORIES, Award, AwardStatus, Rule
+
+
+def _check_rule_fields(category: str, title: str, points, cap_count, cap_period) -> str:
+    if category not in CATEGORIES:
+        raise Invalid(_("未知类别"), fields={"category": [", ".join(CATEGORIES)]})
+    title = (title or "").strip()
+    if not title or len(title) > 64:
+        raise Invalid(_("请填写名称（最多 64 字）"), fields={"title": [_("必填")]})
+    if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(points) > 1000:
+        raise Invalid(_("分值必须是非零整数"), fields={"points": [_("非零整数，绝对值不超过 1000")]})
+    if (category == "deduction") != (points < 0):
+        raise Invalid(_("扣分项的分值应为负数，其他类别为正数"), fields={"points": [_("正负号与类别不符")]})
+    if (cap_count is None) != (cap_period is None) or (cap_period and cap_period not in CAP_PERIODS) \
+            or (cap_count is not None and (isinstance(cap_count, bool) or not isinstance(cap_count, int)
+                                           or not 0 < cap_count <= 100)):
+        raise Invalid(_("上限需要次数和周期（月/季/年）"), fields={"cap": [_("次数和周期一起填")]})
+    return title
+
+
+def create_rule(village: Area, *, category: str, title: str, points: int, cap_count: int | None = None,
+                cap_period: str | None = None, photo_required: bool = False, actor=None) -> Rule:
+    """Add a catalogue item (version 1) to a village."""
+    if actor is not None:
+        access.require(access.is_committee(actor, village), _("只有村委会可以修改积分清单"))
+    title = _check_rule_fields(category, title, points, cap_count, cap_period)
+    rule = Rule(village_id=village.id, category=category, title=title, points=points,
+                cap_count=cap_count, cap_period=cap_period, photo_required=bool(photo_required))
+    db.session.add(rule)
+    db.session.flush()
+    rule.family_id = rule.id
+    audit("rule.create", actor=actor, village_id=village.id, target=rule,
+          detail={"title": rule.title, "points": points})
+    return rule
+
+
+def revise_rule(rule: Rule, *, actor, **changes) -> Rule:
+    """Edit a rule by adding a new version; awards already made keep their version's points."""
+    village = db.session.get(Area, rule.village_id)
+    access.require(access.is_committee(actor, village), _("只有村委会可以修改积分清单"))
+    # Two committee members editing at once: the second waits here, then finds the rule inactive.
+    db.session.refresh(rule, with_for_update=True)
+    if not rule.active:
+        raise Conflict(_("这一项已停用或已有新版本"), code="rule_inactive")
+    fields = {name: getattr(rule, name) for name in ("category", "title", "points", "cap_count", "cap_period",
+                                                     "photo_required")}
+    fields.update({key: value for key, value in changes.items() if key in fields})
+    fields["title"] = _check_rule_fields(fields["category"], fields["title"], fields["points"],
+                                         fields["cap_count"], fields["cap_period"])
+    rule.active = False
+    revised = Rule(village_id=rule.village_id, family_id=rule.family_id, version=rule.version + 1, active=True,
+                   **fields)
+    db.session.add(revised)
+    db.session.flush()
+    audit("rule.revise", actor=actor, village_id=rule.village_id, target=revised,
+          detail={"previous_id": rule.id, "changes": {k: v for k, v in changes.items() if k in fields}})
+    return revised
+
+
+def retire_rule(rule: Rule, *, actor) -> Rule:
+    """Take a rule out of the catalogue (past awards keep it)."""
+    village = db.session.get(Area, rule.village_id)
+    access.require(access.is_committee(actor, village), _("只有村委会可以修改积分清单"))
+    rule.active = False
+    audit("rule.retire", actor=actor, village_id=rule.village_id, target=rule, detail={"title": rule.title})
+    return rule
+
+
+def active_rules(village: Area) -> list[Rule]:
+    return db.session.scalars(select(Rule).where(Rule.village_id == village.id, Rule.active.is_(True))
+                              .order_by(Rule.category, Rule.points.desc(), Rule.id)).all()
+
+
+# --- caps ------------------------------------------------------------------------------------
+
+_PERIOD_WORDS = {"month": N_("本月"), "quarter": N_("本季度"), "year": N_("本年度")}
+
+
+def check_cap(household: Household, rule: Rule, occurred_on: date, quantity: int, *,
+              exclude_award_id: int | None = None) -> None:
+    """Refuse when this award would exceed the rule's cap; say when the household may earn it again."""
+    if rule.cap_count is None:
+        return
+    start, end = periods.days(periods.containing(rule.cap_period, occurred_on))
+    query = (select(func.coalesce(func.sum(Award.quantity), 0))
+             .join(Rule, Rule.id == Award.rule_id)
+             .where(Award.household_id == household.id, Rule.family_id == rule.family_id,
+                    Award.status != AwardStatus.REJECTED, Award.occurred_on >= start, Award.occurred_on < end))
+    # An award whose posting was reversed no longer counts.
+    reversed_awards = select(Transfer.award_id).where(Transfer.code == "reversal", Transfer.award_id.is_not(None),
+                                                      Transfer.village_id == household.village_id)
+    query = query.where(Award.id.not_in(reversed_awards))
+    if exclude_award_id is not None:
+        query = query.where(Award.id != exclude_award_id)
+    used = db.session.scalar(query) or 0
+    if used + quantity > rule.cap_count:
+        raise Invalid(
+            _("「%(title)s」%(period)s最多 %(cap)s 次，已有 %(used)s 次；%(next)s 起可以再记",
+              title=rule.title, period=_(_PERIOD_WORDS[rule.cap_period]), cap=rule.cap_count, used=used,
+              next=end.isoformat()),
+            code="cap_exceeded", fields={"rule_id": [_("%(next)s 起可以再记", next=end.isoformat())]})
