@@ -30,8 +30,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     from . import models  # noqa: F401  (register every table with the metadata)
     # The domains that keep caches in step with the ledger register with it on import (the ledger
-    # imports no domain): the rankings' period scores, kept in the posting transaction and verified.
-    from . import rankings  # noqa: F401
+    # imports no domain): the rankings' period scores, kept in the posting transaction and verified,
+    # and the stores' check that every settlement equals its month's net redemptions.
+    from . import rankings, stores  # noqa: F401
     from .database import install_engine_hooks
     from .extensions import babel, csrf, db, limiter, login_manager, migrate
 

@@ -41,7 +41,7 @@ def _award(household: Household, amount: int = 7, key: str | None = None):
                                idempotency_key=key or f"hooks-{uuid.uuid4().hex}", reason="test")
 
 
-def test_create_app_registers_the_scores_and_the_guess_counter_in_a_fresh_interpreter(tmp_path):
+def test_create_app_registers_the_scores_settlements_and_the_guess_counter_in_a_fresh_interpreter(tmp_path):
     program = f"""
 from moralbank.ledger import hooks, service
 from moralbank.people import auth
@@ -52,8 +52,9 @@ create_app({{"SQLALCHEMY_DATABASE_URI": "sqlite:///{tmp_path / 'x.db'}", "SECRET
             "TESTING": True, "RATELIMIT_STORAGE_URI": "memory://"}})
 from moralbank import throttle
 from moralbank.rankings import scores
+from moralbank.stores import settled
 assert hooks.posting_hooks() == (scores.apply_transfer,), hooks.posting_hooks()
-assert hooks.verify_checks() == (scores.verify_scores,), hooks.verify_checks()
+assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements}}, hooks.verify_checks()
 assert auth._reserve_guess is throttle.password_guess
 print("registered")
 """

@@ -2,10 +2,10 @@
 
 Checks, for every account, cached balance == credits − debits; for every
 village, the balances sum to zero; every transfer stays inside its village;
-every reversal mirrors its original; and every settlement equals its store's
-net redemptions of its month. Then the checks other domains registered with
-``ledger.hooks`` run (the rankings': every household's period scores equal what
-its award, deduction and reversal transfers add up to). It reads the ledger in
+and every reversal mirrors its original. Then the checks other domains
+registered with ``ledger.hooks`` run: the rankings' (every household's period
+scores equal what its award, deduction and reversal transfers add up to) and
+the stores' (every settlement equals its store's net redemptions of its month). It reads the ledger in
 a streaming way, so it runs on a county database too.
 """
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
-from ..periods import periods_of
 from . import hooks
 from .models import Account, Transfer
 
@@ -87,49 +86,6 @@ def verify() -> Report:
         if r_amt != o_amt or r_deb != o_cred or r_cred != o_deb or o_code == "reversal":
             report.discrepancies.append(f"transfer {rid}: does not mirror the transfer {oid} it reverses")
 
-    _verify_settlements(report)
     for check in hooks.verify_checks():
         check(report, account_kind)
     return report
-
-
-#: the stores' settlements, read as a bare table: the ledger imports no domain, and all it needs
-#: of a settlement is its store, month and points (the money moved is the ledger's own transfer).
-#: Still, "a settlement equals the month's net redemptions" is the stores' rule, not the ledger's:
-#: it should become a check the stores register with ``ledger.hooks.verify_check`` (left here while
-#: the stores package is being split).
-_SETTLEMENTS = table("settlements", column("id"), column("store_id"), column("period"), column("points"))
-
-
-def _verify_settlements(report: Report) -> None:
-    """Every settlement equals what its store was owed for its month when verify runs: the
-    redemption transfers crediting the store's account in that (local) month, less those
-    reversed — the statement's sum. A reversal or a redemption that slipped past a settlement
-    shows here; so does a settlement row that disagrees with its transfer."""
-    session = db.session
-    reversal = aliased(Transfer)
-    net: dict[tuple[int, str], int] = defaultdict(int)
-    for account_id, amount, created_at in session.execute(
-            select(Transfer.credit_account_id, Transfer.amount, Transfer.created_at)
-            .outerjoin(reversal, reversal.reverses_id == Transfer.id)
-            .where(Transfer.code == "redemption", Transfer.redemption_id.is_not(None), reversal.id.is_(None))
-            .execution_options(yield_per=5000)):
-        net[(account_id, periods_of(created_at)[0])] += amount
-
-    settlements = _SETTLEMENTS
-    for settlement_id, period, points, account_id, moved in session.execute(
-            select(settlements.c.id, settlements.c.period, settlements.c.points, Account.id, Transfer.amount)
-            .select_from(settlements)
-            .outerjoin(Account, Account.store_id == settlements.c.store_id)
-            .outerjoin(Transfer, (Transfer.settlement_id == settlements.c.id) & (Transfer.code == "settlement"))
-            .order_by(settlements.c.id)):
-        owed = net.get((account_id, period), 0)
-        if moved is None:
-            report.discrepancies.append(f"settlement {settlement_id} ({period}): no settlement transfer")
-        elif moved != points:
-            report.discrepancies.append(
-                f"settlement {settlement_id} ({period}): {points} points but its transfer moved {moved}")
-        if points != owed:
-            report.discrepancies.append(
-                f"settlement {settlement_id} (store account {account_id}, {period}): settled {points} != "
-                f"{owed} net redemptions of the month (redeemed less reversed)")

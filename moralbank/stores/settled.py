@@ -11,10 +11,12 @@ anyway, and taking it first keeps one lock order: store account, items, househol
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import aliased
 
 from ..errors import Conflict
 from ..extensions import db
@@ -57,3 +59,38 @@ def prepare_reversal(original: Transfer) -> None:
         cached = db.session.identity_map.get(db.session.identity_key(Item, item_id))
         if cached is not None:
             db.session.expire(cached, ["stock"])
+
+
+def verify_settlements(report, account_kind: dict) -> None:
+    """Every settlement equals what its store was owed for its month when verify runs: the
+    redemption transfers crediting the store's account in that (local) month, less those
+    reversed — the statement's sum. A reversal or a redemption that slipped past a settlement
+    shows here; so does a settlement row that disagrees with its transfer. (A ``ledger.hooks``
+    verify check, registered by the package.)"""
+    session = db.session
+    reversal = aliased(Transfer)
+    net: dict[tuple[int, str], int] = defaultdict(int)
+    for account_id, amount, created_at in session.execute(
+            select(Transfer.credit_account_id, Transfer.amount, Transfer.created_at)
+            .outerjoin(reversal, reversal.reverses_id == Transfer.id)
+            .where(Transfer.code == "redemption", Transfer.redemption_id.is_not(None), reversal.id.is_(None))
+            .execution_options(yield_per=5000)):
+        net[(account_id, periods.containing("month", created_at))] += amount
+
+    settlements = Settlement.__table__
+    for settlement_id, period, points, account_id, moved in session.execute(
+            select(settlements.c.id, settlements.c.period, settlements.c.points, Account.id, Transfer.amount)
+            .select_from(settlements)
+            .outerjoin(Account, Account.store_id == settlements.c.store_id)
+            .outerjoin(Transfer, (Transfer.settlement_id == settlements.c.id) & (Transfer.code == "settlement"))
+            .order_by(settlements.c.id)):
+        owed = net.get((account_id, period), 0)
+        if moved is None:
+            report.discrepancies.append(f"settlement {settlement_id} ({period}): no settlement transfer")
+        elif moved != points:
+            report.discrepancies.append(
+                f"settlement {settlement_id} ({period}): {points} points but its transfer moved {moved}")
+        if points != owed:
+            report.discrepancies.append(
+                f"settlement {settlement_id} (store account {account_id}, {period}): settled {points} != "
+                f"{owed} net redemptions of the month (redeemed less reversed)")
