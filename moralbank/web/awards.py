@@ -47,10 +47,6 @@ def _parse_date(text: str | None) -> date | None:
         raise Invalid(_("日期格式应为 2026-11-28"), fields={"occurred_on": [_("格式不对")]})
 
 
-def _int(text, field: str) -> int:
-    return form_int(text, field)
-
-
 def _award_rows(items: list[Award], *, masked: bool = False) -> list[dict]:
     """Awards with household, hamlet, rule and proposer names, loaded in a few queries."""
     if not items:
@@ -87,7 +83,7 @@ def notices(code):
     if request.method == "POST":
         if not can_object:
             abort(403)
-        award_id = _int(request.form.get("award_id"), "award_id")
+        award_id = form_int(request.form.get("award_id"), "award_id")
         reason = request.form.get("reason", "")
         try:
             def action():

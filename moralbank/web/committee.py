@@ -17,7 +17,7 @@ from ..errors import DomainError
 from ..extensions import db
 from ..people import access
 from ..people.models import Area, User
-from .awards import PAGE, _award_rows, _int, bp
+from .awards import PAGE, _award_rows, bp
 from .forms import bounded_int, committee_village, form_int, form_ints, new_form_key, submit_once
 
 
@@ -59,8 +59,8 @@ def review():
                            objections=objections, form_key=new_form_key())
 
 
-def _village_rule(village: Area, rule_id) -> Rule:
-    return access.get_or_404(Rule, _int(rule_id, "rule_id"), _("找不到这一项"), village_id=village.id)
+def _village_rule(village: Area, rule_id: int) -> Rule:
+    return access.get_or_404(Rule, rule_id, _("找不到这一项"), village_id=village.id)
 
 
 def _rule_fields(form) -> dict:
@@ -72,41 +72,70 @@ def _rule_fields(form) -> dict:
             "photo_required": bool(form.get("photo_required"))}
 
 
-@bp.route("/committee/rules", methods=["GET", "POST"])
+def _rules_page(village: Area, status: int = 200):
+    return render_template("awards/rules.html", village=village, rules=awards.active_rules(village),
+                           categories=CATEGORIES, periods=CAP_PERIODS, form_key=new_form_key()), status
+
+
+def _rule_change(action_of):
+    """Run one change of the catalogue once per form key; a refusal goes back to the page (422)
+    with its message."""
+    village = committee_village()
+    try:
+        return submit_once(action_of(village))
+    except DomainError as error:
+        flash(error.message, "error")
+        return _rules_page(village, 422)
+
+
+@bp.get("/committee/rules")
 @login_required
 def rules():
-    """The catalogue editor: add, revise (new version) or retire items."""
-    village = committee_village()
-    if request.method == "POST":
-        op = request.form.get("op")
-        try:
-            if op == "retire":
-                def action():
-                    rule = _village_rule(village, request.form.get("rule_id"))
-                    awards.retire_rule(rule, actor=current_user)
-                    return {"redirect": url_for("awards.rules"),
-                            "message": _("已停用「%(title)s」", title=rule.title)}
-            elif op in ("create", "revise"):
-                fields = _rule_fields(request.form)
+    """The catalogue editor; its forms post to the three routes below."""
+    return _rules_page(committee_village())
 
-                def action():
-                    if op == "create":
-                        rule = awards.create_rule(village, actor=current_user, **fields)
-                        return {"redirect": url_for("awards.rules"),
-                                "message": _("已添加「%(title)s」", title=rule.title)}
-                    rule = awards.revise_rule(_village_rule(village, request.form.get("rule_id")),
-                                              actor=current_user, **fields)
-                    return {"redirect": url_for("awards.rules"),
-                            "message": _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
-                                         title=rule.title, v=rule.version)}
-            else:
-                abort(400)
-            return submit_once(action)
-        except DomainError as error:
-            flash(error.message, "error")
-    catalogue = awards.active_rules(village)
-    return render_template("awards/rules.html", village=village, rules=catalogue, categories=CATEGORIES,
-                           periods=CAP_PERIODS, form_key=new_form_key()), 200 if request.method == "GET" else 422
+
+@bp.post("/committee/rules/new")
+@login_required
+def create_rule():
+    """Add an item to the catalogue."""
+    def action_of(village):
+        fields = _rule_fields(request.form)
+
+        def action():
+            rule = awards.create_rule(village, actor=current_user, **fields)
+            return {"redirect": url_for("awards.rules"), "message": _("已添加「%(title)s」", title=rule.title)}
+        return action
+    return _rule_change(action_of)
+
+
+@bp.post("/committee/rules/<int:rule_id>/revise")
+@login_required
+def revise_rule(rule_id):
+    """Revise an item: a new version; awards already made keep their points."""
+    def action_of(village):
+        fields = _rule_fields(request.form)
+
+        def action():
+            rule = awards.revise_rule(_village_rule(village, rule_id), actor=current_user, **fields)
+            return {"redirect": url_for("awards.rules"),
+                    "message": _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
+                                 title=rule.title, v=rule.version)}
+        return action
+    return _rule_change(action_of)
+
+
+@bp.post("/committee/rules/<int:rule_id>/retire")
+@login_required
+def retire_rule(rule_id):
+    """Retire an item: no new awards under it."""
+    def action_of(village):
+        def action():
+            rule = _village_rule(village, rule_id)
+            awards.retire_rule(rule, actor=current_user)
+            return {"redirect": url_for("awards.rules"), "message": _("已停用「%(title)s」", title=rule.title)}
+        return action
+    return _rule_change(action_of)
 
 
 @bp.get("/committee/audit")

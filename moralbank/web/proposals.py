@@ -12,8 +12,8 @@ from ..errors import DomainError
 from ..extensions import db
 from ..people import access
 from ..people.models import Area
-from .awards import _households, _int, _parse_date, bp
-from .forms import bounded_int, form_ints, grid_village, new_form_key, submit_once
+from .awards import _households, _parse_date, bp
+from .forms import bounded_int, form_int, form_ints, grid_village, new_form_key, submit_once
 
 
 # --- grid manager ----------------------------------------------------------------------------
@@ -46,9 +46,9 @@ def propose():
         try:
             upload = request.files.get("photo")
             proposal = awards.Proposal(
-                household_id=_int(request.form.get("household_id"), "household_id"),
-                rule_id=_int(request.form.get("rule_id"), "rule_id"),
-                quantity=_int(request.form.get("quantity") or 1, "quantity"),
+                household_id=form_int(request.form.get("household_id"), "household_id"),
+                rule_id=form_int(request.form.get("rule_id"), "rule_id"),
+                quantity=form_int(request.form.get("quantity") or 1, "quantity"),
                 note=request.form.get("note"), occurred_on=_parse_date(request.form.get("occurred_on")),
                 photo=upload.read() if upload and upload.filename else None)
 
@@ -132,7 +132,7 @@ def declare():
         try:
             upload = request.files.get("photo")
             proposal = awards.Proposal(household_id=household.id,
-                                       rule_id=_int(request.form.get("rule_id"), "rule_id"),
+                                       rule_id=form_int(request.form.get("rule_id"), "rule_id"),
                                        note=request.form.get("note"),
                                        occurred_on=_parse_date(request.form.get("occurred_on")),
                                        photo=upload.read() if upload and upload.filename else None)

@@ -263,44 +263,63 @@ def card_page():
 
 # --- the committee: stores, items, statements, cards -----------------------------------------
 
-@bp.route("/committee/stores", methods=["GET", "POST"])
+def _stores_page(village: Area):
+    return render_template("shop/committee_stores.html", village=village, shops=stores.village_stores(village),
+                           form_key=new_form_key(), period=periods.current_month())
+
+
+def _item_change(store_id: int, action_of):
+    """Run one change of a store's items once per form key; a refusal goes back to the page with
+    its message."""
+    village = committee_village()
+    try:
+        store = access.get_or_404(Store, store_id, _("找不到这个商店"), village_id=village.id)
+        return submit_once(action_of(store))
+    except DomainError as error:
+        flash(error.message, "error")
+    return _stores_page(village)
+
+
+def _number(name: str) -> int:
+    return form_int(request.form.get(name), name)
+
+
+@bp.get("/committee/stores")
 @login_required
 def committee_stores():
-    village = committee_village()
-    if request.method == "POST":
-        try:
-            op = request.form.get("op")
-            store = access.get_or_404(Store, form_int(request.form.get("store_id"), "store_id"), _("找不到这个商店"),
-                                      village_id=village.id)
+    """The village's stores with their items; the forms post to the two routes below."""
+    return _stores_page(committee_village())
 
-            def number(name):
-                return form_int(request.form.get(name), name)
-            if op == "add":
-                fields = {"name": request.form.get("name", ""), "unit": request.form.get("unit", "件"),
-                          "points": number("points"), "stock": number("stock")}
 
-                def action():
-                    item = stores.add_item(store, actor=current_user, **fields)
-                    return {"redirect": url_for("shop.committee_stores"),
-                            "message": _("已上架 %(name)s", name=item.name)}
-            elif op == "edit":
-                item = access.get_or_404(Item, form_int(request.form.get("item_id"), "item_id"), _("找不到这件商品"),
-                                         store_id=store.id)
-                changes = {"name": request.form.get("name", ""), "points": number("points"),
-                           "stock": number("stock"), "active": bool(request.form.get("active"))}
+@bp.post("/committee/stores/<int:store_id>/items")
+@login_required
+def add_item(store_id):
+    """Put a new item on a store's shelf."""
+    def action_of(store):
+        fields = {"name": request.form.get("name", ""), "unit": request.form.get("unit", "件"),
+                  "points": _number("points"), "stock": _number("stock")}
 
-                def action():
-                    stores.update_item(current_user, item, **changes)
-                    return {"redirect": url_for("shop.committee_stores"),
-                            "message": _("已保存 %(name)s", name=item.name)}
-            else:
-                abort(400)
-            return submit_once(action)
-        except DomainError as error:
-            flash(error.message, "error")
-    shops = stores.village_stores(village)
-    return render_template("shop/committee_stores.html", village=village, shops=shops, form_key=new_form_key(),
-                           period=periods.current_month())
+        def action():
+            item = stores.add_item(store, actor=current_user, **fields)
+            return {"redirect": url_for("shop.committee_stores"), "message": _("已上架 %(name)s", name=item.name)}
+        return action
+    return _item_change(store_id, action_of)
+
+
+@bp.post("/committee/stores/<int:store_id>/items/<int:item_id>")
+@login_required
+def edit_item(store_id, item_id):
+    """Change an item's name, points, stock, or take it off sale."""
+    def action_of(store):
+        item = access.get_or_404(Item, item_id, _("找不到这件商品"), store_id=store.id)
+        changes = {"name": request.form.get("name", ""), "points": _number("points"),
+                   "stock": _number("stock"), "active": bool(request.form.get("active"))}
+
+        def action():
+            stores.update_item(current_user, item, **changes)
+            return {"redirect": url_for("shop.committee_stores"), "message": _("已保存 %(name)s", name=item.name)}
+        return action
+    return _item_change(store_id, action_of)
 
 
 def _statement_store(store_id: int) -> Store:
@@ -348,21 +367,29 @@ def statement_xlsx(store_id):
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
-@bp.route("/committee/households/<int:household_id>/card", methods=["GET", "POST"])
-@login_required
-def household_card(household_id):
-    """Issue (or re-issue) a household's paper card with a PIN, and print it; or revoke it."""
+def _card_household(household_id: int) -> tuple[Household, Area]:
+    """A household of the committee member's village, and that village; 404 or 403 otherwise."""
     household = access.get_or_404(Household, household_id, _("找不到这户"))
     village = db.session.get(Area, household.village_id)
     if not access.is_committee(current_user, village):
         abort(403)
+    return household, village
+
+
+def _card_page(household: Household, village: Area):
+    from ..stores.models import HouseholdCard
+    cards = db.session.scalars(select(HouseholdCard).where(HouseholdCard.household_id == household.id)
+                               .order_by(HouseholdCard.id.desc())).all()
+    return render_template("shop/card_issue.html", household=household, village=village, cards=cards)
+
+
+@bp.route("/committee/households/<int:household_id>/card", methods=["GET", "POST"])
+@login_required
+def household_card(household_id):
+    """Issue (or re-issue) a household's paper card with a PIN, and print it."""
+    household, village = _card_household(household_id)
     if request.method == "POST":
         try:
-            if request.form.get("op") == "revoke":
-                with write_transaction():
-                    count = stores.revoke_card(current_user, household)
-                flash(_("已停用 %(n)s 张卡", n=count), "success")
-                return redirect(url_for("shop.household_card", household_id=household.id))
             with write_transaction():
                 card, token = stores.issue_card(current_user, household, request.form.get("pin", ""))
             from ..edge import public_url
@@ -372,7 +399,19 @@ def household_card(household_id):
                                    head=household.head.name if household.head else "")
         except DomainError as error:
             flash(error.message, "error")
-    from ..stores.models import HouseholdCard
-    cards = db.session.scalars(select(HouseholdCard).where(HouseholdCard.household_id == household.id)
-                               .order_by(HouseholdCard.id.desc())).all()
-    return render_template("shop/card_issue.html", household=household, village=village, cards=cards)
+    return _card_page(household, village)
+
+
+@bp.post("/committee/households/<int:household_id>/card/revoke")
+@login_required
+def revoke_card(household_id):
+    """Revoke every paper card of the household (a lost card)."""
+    household, village = _card_household(household_id)
+    try:
+        with write_transaction():
+            count = stores.revoke_card(current_user, household)
+        flash(_("已停用 %(n)s 张卡", n=count), "success")
+        return redirect(url_for("shop.household_card", household_id=household.id))
+    except DomainError as error:
+        flash(error.message, "error")
+    return _card_page(household, village)
