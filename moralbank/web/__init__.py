@@ -58,8 +58,8 @@ def nav_links() -> list[tuple[str, str]]:
 def init_app(app) -> None:
     from ..api import errors as api_errors
     from . import awards, board, shop, views
-    # Modules that add routes to the awards and board blueprints: imported before registering them.
-    from . import committee, dashboards, proposals, resident  # noqa: F401
+    # Modules that add routes to the awards, board and shop blueprints: imported before registering them.
+    from . import committee, dashboards, proposals, resident, store_admin  # noqa: F401
 
     app.register_blueprint(views.bp)
     app.register_blueprint(board.bp)
