@@ -97,6 +97,8 @@ route("api.create_award", "POST", "staff_write", lambda i: f"{A}/awards",
 route("api.get_award", "GET", "member_or_staff_read", lambda i: f"{A}/awards/{i['award']}")
 route("api.list_awards", "GET", "staff_read", lambda i: f"{A}/villages/XLC/awards")
 route("api.approve_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/approve")
+route("api.review_awards", "POST", "own_village_write", lambda i: f"{A}/awards/reviews",
+      json=lambda i: {"award_ids": [i["pending"]], "decision": "approve"})
 route("api.reject_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/reject",
       json={"reason": "matrix"})
 route("api.object_award", "POST", "resident_write", lambda i: f"{A}/awards/{i['noticed']}/objections",
@@ -163,6 +165,10 @@ route("awards.create_rule", "POST", "own_village_write", lambda i: "/committee/r
 route("awards.revise_rule", "POST", "own_village_write", lambda i: f"/committee/rules/{i['rule']}/revise",
       form={"category": "volunteer", "title": "matrix", "points": "1"})
 route("awards.retire_rule", "POST", "own_village_write", lambda i: f"/committee/rules/{i['rule']}/retire", form={})
+route("awards.village_settings", "GET", "any_user", lambda i: "/committee/settings")
+route("awards.village_settings", "POST", "own_village_write", lambda i: "/committee/settings",
+      form={"notice_days": "9", "code_ttl_seconds": "300", "approval_threshold": "10",
+            "star_thresholds": "50 100 200 400 800"})
 route("awards.grid_home", "GET", "any_user", lambda i: "/grid")
 route("awards.sheet", "GET", "any_user", lambda i: f"/grid/sheet?hamlet={i['hamlet']}")
 route("awards.sheet", "POST", "own_village_write", lambda i: f"/grid/sheet?hamlet={i['hamlet']}",

@@ -1,7 +1,8 @@
-"""The committee's pages of the award work: the review queue, the catalogue editor and the
-audit log (routes of the ``awards`` blueprint)."""
+"""The committee's pages: the review queue, the catalogue editor, the audit log and the village's
+settings (routes of the ``awards`` blueprint)."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -12,10 +13,12 @@ from sqlalchemy import select
 from ..audit.models import AuditEntry
 from ..awards import service as awards
 from ..awards.models import CAP_PERIODS, CATEGORIES, Objection, Rule
-from ..database import local_zone
+from ..database import local_zone, write_transaction
 from ..errors import DomainError
 from ..extensions import db
-from ..people import access
+from ..pagination import keyset_page
+from ..i18n import N_
+from ..people import access, villages
 from ..people.models import Area, User
 from .awards import PAGE, _award_rows, bp
 from .forms import bounded_int, committee_village, form_int, form_ints, new_form_key, submit_once
@@ -160,14 +163,59 @@ def audit_log():
             query = query.where(AuditEntry.created_at < end)
     except (ValueError, OverflowError):
         flash(_("日期格式应为 2026-11-28"), "error")
-    before = request.args.get("before", type=bounded_int)
-    if before:
-        query = query.where(AuditEntry.id < before)
-    entries = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(PAGE + 1)).all()
+    entries, next_before = keyset_page(query, AuditEntry.id, limit=PAGE,
+                                       cursor=request.args.get("before", type=bounded_int))
     actors = dict(db.session.execute(select(User.id, User.name).where(
         User.id.in_({e.actor_id for e in entries if e.actor_id}))).all()) if entries else {}
     staff = access.users_of_village(village)
-    return render_template("awards/audit.html", village=village, entries=entries[:PAGE], actors=actors,
-                           staff=staff, next_before=entries[PAGE - 1].id if len(entries) > PAGE else None,
+    return render_template("awards/audit.html", village=village, entries=entries, actors=actors,
+                           staff=staff, next_before=next_before,
                            args=request.args,
                            filters={k: v for k, v in request.args.items() if k != "before"})
+
+
+# --- the village's settings ------------------------------------------------------------------
+
+#: the settings the page offers, in order, with the label the page shows
+SETTINGS = {"notice_days": N_("公示天数"), "code_ttl_seconds": N_("付款码有效秒数"),
+            "approval_threshold": N_("需要审核的分值（超过即需村委会审核）"),
+            "star_thresholds": N_("星级分数线（从小到大，用空格或逗号隔开）")}
+
+
+def _setting_value(key: str, text: str):
+    """The typed value as the service takes it: whole numbers where the text is one; anything else
+    is passed on as typed so the service names the field and its allowed range."""
+    if key == "star_thresholds":
+        parts = [part for part in re.split(r"[\s,，、]+", text.strip()) if part]
+        return [int(part) if part.isascii() and part.isdigit() else part for part in parts]
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+@bp.route("/committee/settings", methods=["GET", "POST"])
+@login_required
+def village_settings():
+    """The committee's settings of its village (the same service as PATCH /api/v1/villages/{code})."""
+    village = committee_village()
+    current = villages.settings_of(village)
+    problems: dict = {}
+    status = 200
+    if request.method == "POST":
+        typed = {key: _setting_value(key, request.form.get(key, "")) for key in SETTINGS}
+        changes = {key: value for key, value in typed.items() if value != current[key]}
+        try:
+            with write_transaction():
+                villages.change_settings(current_user, village, changes)
+        except DomainError as error:
+            problems = error.fields
+            flash(error.message + "：" + "、".join(_(SETTINGS[key]) for key in problems if key in SETTINGS),
+                  "error")
+            status = 422
+        else:
+            flash(_("设置已保存") if changes else _("设置没有变化"), "success")
+            return redirect(url_for("awards.village_settings"))
+    shown = {key: (request.form.get(key, "") if request.method == "POST" else
+                   " ".join(map(str, current[key])) if key == "star_thresholds" else str(current[key]))
+             for key in SETTINGS}
+    return render_template("awards/settings.html", village=village, settings=SETTINGS, shown=shown,
+                           problems=problems), status

@@ -15,6 +15,7 @@ from .. import throttle
 from ..database import local_zone, utcnow, write_transaction
 from ..errors import DomainError, NotFound
 from ..extensions import db
+from ..pagination import keyset_page
 from ..people import access
 from ..people.models import Area, Household, Resident
 from ..people.service import mask_name
@@ -194,15 +195,12 @@ def _local_midnight():
 @login_required
 def history():
     store = _my_store()
-    before = request.args.get("before", type=bounded_int)
-    query = select(Redemption).where(Redemption.store_id == store.id)
-    if before:
-        query = query.where(Redemption.id < before)
-    rows = db.session.scalars(query.order_by(Redemption.id.desc()).limit(51)).all()
+    rows, next_before = keyset_page(select(Redemption).where(Redemption.store_id == store.id), Redemption.id,
+                                    limit=50, cursor=request.args.get("before", type=bounded_int))
     today_total = db.session.scalar(select(func.coalesce(func.sum(Redemption.points), 0)).where(
         Redemption.store_id == store.id, Redemption.created_at >= _local_midnight()))
-    return render_template("shop/history.html", store=store, rows=_redemption_rows(rows[:50]),
-                           next_before=rows[49].id if len(rows) > 50 else None, today_total=today_total)
+    return render_template("shop/history.html", store=store, rows=_redemption_rows(rows),
+                           next_before=next_before, today_total=today_total)
 
 
 @bp.get("/shop/scan")
