@@ -1,9 +1,8 @@
 """Pages of the award work shared by every role: the public notice with objections, the award
-detail with its photo, the reversal; and the helpers the proposal and committee pages share
-(their routes live in ``web.proposals`` and ``web.committee``, on this same blueprint)."""
+detail with its photo, the reversal; and ``award_rows``, the awards as lists show them. The
+proposal and committee pages are in ``web.proposals`` and ``web.committee``, on this same
+blueprint."""
 from __future__ import annotations
-
-from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
@@ -15,7 +14,7 @@ from ..awards import service as awards
 from ..awards.models import Award, Objection, Rule
 from ..awards.photos import photo_file
 from ..database import utcnow
-from ..errors import DomainError, Invalid
+from ..errors import DomainError
 from ..extensions import db
 from ..ledger.service import request_key
 from ..people import access
@@ -25,29 +24,9 @@ from .forms import form_int, new_form_key, safe_next, submit_once
 
 bp = Blueprint("awards", __name__)
 
-PAGE = 50
 
 
-def _households(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]:
-    """Households with their head's name, for pickers and sheets."""
-    query = (select(Household.id, Household.number, Household.hamlet_id, Resident.name)
-             .outerjoin(Resident, (Resident.household_id == Household.id) & Resident.is_head.is_(True))
-             .where(Household.village_id == village.id).order_by(Household.number))
-    if hamlet_ids is not None:
-        query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
-    return [{"id": i, "number": n, "hamlet_id": h, "head": head or ""} for i, n, h, head in db.session.execute(query)]
-
-
-def _parse_date(text: str | None) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise Invalid(_("日期格式应为 2026-11-28"), fields={"occurred_on": [_("格式不对")]})
-
-
-def _award_rows(items: list[Award], *, masked: bool = False) -> list[dict]:
+def award_rows(items: list[Award], *, masked: bool = False) -> list[dict]:
     """Awards with household, hamlet, rule and proposer names, loaded in a few queries."""
     if not items:
         return []
@@ -93,7 +72,7 @@ def notices(code):
             return submit_once(action)
         except DomainError as error:
             flash(error.message, "error")
-    rows = _award_rows(awards.in_notice(village), masked=True)
+    rows = award_rows(awards.in_notice(village), masked=True)
     return render_template("awards/notices.html", village=village, rows=rows, can_object=can_object,
                            form_key=new_form_key(), now=utcnow())
 
@@ -104,7 +83,7 @@ def notices(code):
 @login_required
 def award_detail(award_id):
     award = awards.readable_award(current_user, award_id)
-    row = _award_rows([award])[0]
+    row = award_rows([award])[0]
     objections = db.session.scalars(select(Objection).where(Objection.award_id == award.id)).all()
     history = db.session.scalars(select(AuditEntry).where(AuditEntry.target_type == "award",
                                                           AuditEntry.target_id == award.id)

@@ -57,7 +57,7 @@ def snapshot_page(code, snapshot_id):
 @bp.get("/v/<code>/notices/print")
 def notices_print(code):
     """The awards in public notice, laid out for an A4 notice board."""
-    from .awards import _award_rows
+    from .awards import award_rows
     village = village_by_code(code)
     return render_template("board/print_notices.html", village=village,
-                           rows=_award_rows(awards.in_notice(village), masked=True))
+                           rows=award_rows(awards.in_notice(village), masked=True))

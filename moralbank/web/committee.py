@@ -20,7 +20,7 @@ from ..pagination import keyset_page
 from ..i18n import N_
 from ..people import access, villages
 from ..people.models import Area, User
-from .awards import PAGE, _award_rows, bp
+from .awards import award_rows, bp
 from .forms import bounded_int, committee_village, form_int, form_ints, new_form_key, submit_once
 
 
@@ -58,7 +58,7 @@ def review():
         for objection in db.session.scalars(select(Objection).where(
                 Objection.award_id.in_([a.id for a in queue]))):
             objections.setdefault(objection.award_id, []).append(objection)
-    return render_template("awards/review.html", village=village, queue=_award_rows(queue),
+    return render_template("awards/review.html", village=village, queue=award_rows(queue),
                            objections=objections, form_key=new_form_key())
 
 
@@ -139,6 +139,10 @@ def retire_rule(rule_id):
             return {"redirect": url_for("awards.rules"), "message": _("已停用「%(title)s」", title=rule.title)}
         return action
     return _rule_change(action_of)
+
+
+#: entries of the audit log on one page
+PAGE = 50
 
 
 @bp.get("/committee/audit")

@@ -2,18 +2,43 @@
 sheet, and a resident's declaration of a good deed (routes of the ``awards`` blueprint)."""
 from __future__ import annotations
 
+from datetime import date
+
 from flask import abort, flash, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from sqlalchemy import select
 
 from .. import periods
 from ..awards import service as awards
-from ..errors import DomainError
+from ..errors import DomainError, Invalid
 from ..extensions import db
 from ..people import access
-from ..people.models import Area
-from .awards import _households, _parse_date, bp
-from .forms import bounded_int, form_int, form_ints, grid_village, new_form_key, submit_once
+from ..people.models import Area, Household, Resident
+from .awards import bp
+from .forms import (bounded_int, form_int, form_ints, grid_village, new_form_key, resident_household,
+                    submit_once)
+
+
+def _households(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]:
+    """Households with their head's name, for pickers and sheets."""
+    query = (select(Household.id, Household.number, Household.hamlet_id, Resident.name)
+             .outerjoin(Resident, (Resident.household_id == Household.id) & Resident.is_head.is_(True))
+             .where(Household.village_id == village.id).order_by(Household.number))
+    if hamlet_ids is not None:
+        query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
+    return [{"id": i, "number": n, "hamlet_id": h, "head": head or ""} for i, n, h, head in db.session.execute(query)]
+
+
+def _parse_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise Invalid(_("日期格式应为 2026-11-28"), fields={"occurred_on": [_("格式不对")]})
+
+
 
 
 # --- grid manager ----------------------------------------------------------------------------
@@ -122,9 +147,7 @@ def sheet():
 @login_required
 def declare():
     """A resident declares a good deed of their own household (申报)."""
-    household = access.own_household(current_user)
-    if household is None:
-        abort(403)
+    household = resident_household()
     village = db.session.get(Area, household.village_id)
     rules = [rule for rule in awards.active_rules(village) if rule.points > 0]
     status = 200

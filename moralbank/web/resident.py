@@ -2,17 +2,16 @@
 (routes of the ``board`` blueprint)."""
 from __future__ import annotations
 
-from flask import abort, render_template, request
-from flask_login import current_user, login_required
+from flask import render_template, request
+from flask_login import login_required
 
 from .. import periods
 from ..extensions import db
-from ..people import access
 from ..people.models import Area, Household
 from ..people.queries import household_summary, transfer_history
 from ..rankings import service as rankings
 from .board import bp
-from .forms import bounded_int
+from .forms import bounded_int, resident_household
 
 
 def chart_bars(values: list[tuple[str, int]], width: int = 320, height: int = 140) -> dict:
@@ -32,13 +31,6 @@ def chart_bars(values: list[tuple[str, int]], width: int = 320, height: int = 14
     return {"width": width, "height": height, "zero": round(zero, 1), "bars": bars}
 
 
-def _resident_household() -> Household:
-    household = access.own_household(current_user)
-    if household is None:
-        abort(403)
-    return household
-
-
 def resident_home_context(household: Household) -> dict:
     """What a resident sees first: balance, this month's score and rank, stars, a chart."""
     village = db.session.get(Area, household.village_id)
@@ -55,7 +47,7 @@ def resident_home_context(household: Household) -> dict:
 @login_required
 def history():
     """Every ledger line of the household, newest first, with the rule and reason."""
-    household = _resident_household()
+    household = resident_household()
     lines, cursor = transfer_history(household, before=request.args.get("before", type=bounded_int), limit=20)
     return render_template("resident/history.html", lines=lines, cursor=cursor,
                            household=household_summary(household))
@@ -64,5 +56,5 @@ def history():
 @bp.get("/me/household")
 @login_required
 def members():
-    household = _resident_household()
+    household = resident_household()
     return render_template("resident/members.html", household=household_summary(household))

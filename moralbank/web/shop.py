@@ -22,19 +22,12 @@ from ..people.service import mask_name
 from ..stores import service as stores
 from ..stores.models import Item, Redemption, RedemptionCode, Store
 from ..stores.qr import qr_png
-from .forms import bounded_int, form_int, new_form_key, submit_once
+from .forms import bounded_int, form_int, new_form_key, resident_household, submit_once
 
 bp = Blueprint("shop", __name__)
 
 
 # --- the resident's payment code -------------------------------------------------------------
-
-def _resident_household() -> Household:
-    household = access.own_household(current_user)
-    if household is None:
-        abort(403)
-    return household
-
 
 def _code_view(record: RedemptionCode) -> dict:
     issued = stores.IssuedCode.of(record)
@@ -48,7 +41,7 @@ def _code_view(record: RedemptionCode) -> dict:
 @login_required
 def pay():
     """我的付款码: a big QR and the number; JavaScript refreshes it before it expires."""
-    household = _resident_household()
+    household = resident_household()
     record = stores.latest_open_code(household.id)
     return render_template("shop/pay.html", code=_code_view(record) if record else None,
                            balance=max(stores.balance_of(household.id), 0), form_key=new_form_key())
@@ -59,7 +52,7 @@ def pay():
 @throttle.code_mint
 def new_code():
     """A new code (the page's button, or its script shortly before the old one expires)."""
-    _resident_household()
+    resident_household()
     with write_transaction():
         issued = stores.issue_code(current_user)
         view = _code_view(issued.record)
@@ -81,7 +74,7 @@ def pay_qr(code):
 @login_required
 def pay_status(code):
     """Polled by the code page: has the shop taken the code? The new balance if so."""
-    household = _resident_household()
+    household = resident_household()
     record = stores.household_code(current_user, code)
     body = {"used": record.consumed_at is not None, "expired": record.expires_at <= utcnow(),
             "balance": max(stores.balance_of(household.id), 0)}
