@@ -97,8 +97,6 @@ route("api.create_award", "POST", "staff_write", lambda i: f"{A}/awards",
 route("api.get_award", "GET", "member_or_staff_read", lambda i: f"{A}/awards/{i['award']}")
 route("api.list_awards", "GET", "staff_read", lambda i: f"{A}/villages/XLC/awards")
 route("api.approve_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/approve")
-route("api.review_awards", "POST", "own_village_write", lambda i: f"{A}/awards/reviews",
-      json=lambda i: {"award_ids": [i["pending"]], "decision": "approve"})
 route("api.reject_award", "POST", "committee_write", lambda i: f"{A}/awards/{i['pending']}/reject",
       json={"reason": "matrix"})
 route("api.object_award", "POST", "resident_write", lambda i: f"{A}/awards/{i['noticed']}/objections",
