@@ -160,8 +160,15 @@ route("awards.review", "GET", "any_user", lambda i: "/committee/review")
 route("awards.review", "POST", "own_village_write", lambda i: "/committee/review",
       form=lambda i: {"award": str(i["pending"]), "decision": "approve"})
 route("awards.rules", "GET", "any_user", lambda i: "/committee/rules")
-route("awards.rules", "POST", "own_village_write", lambda i: "/committee/rules",
-      form=lambda i: {"op": "retire", "rule_id": i["rule"]})
+route("awards.create_rule", "POST", "own_village_write", lambda i: "/committee/rules/new",
+      form={"category": "volunteer", "title": "matrix", "points": "1"})
+route("awards.revise_rule", "POST", "own_village_write", lambda i: f"/committee/rules/{i['rule']}/revise",
+      form={"category": "volunteer", "title": "matrix", "points": "1"})
+route("awards.retire_rule", "POST", "own_village_write", lambda i: f"/committee/rules/{i['rule']}/retire", form={})
+route("awards.village_settings", "GET", "any_user", lambda i: "/committee/settings")
+route("awards.village_settings", "POST", "own_village_write", lambda i: "/committee/settings",
+      form={"notice_days": "9", "code_ttl_seconds": "300", "approval_threshold": "10",
+            "star_thresholds": "50 100 200 400 800"})
 route("awards.grid_home", "GET", "any_user", lambda i: "/grid")
 route("awards.sheet", "GET", "any_user", lambda i: f"/grid/sheet?hamlet={i['hamlet']}")
 route("awards.sheet", "POST", "own_village_write", lambda i: f"/grid/sheet?hamlet={i['hamlet']}",
@@ -197,9 +204,10 @@ route("shop.shop_items", "POST", "own_store", lambda i: "/shop/items",
 route("shop.card_page", "GET", "any_user", lambda i: "/shop/card?t=" + "x" * 20)
 route("shop.card_page", "POST", "own_store", lambda i: "/shop/card", form={"t": "x" * 20, "pin": "1234"})
 route("shop.committee_stores", "GET", "any_user", lambda i: "/committee/stores")
-route("shop.committee_stores", "POST", "own_village_write", lambda i: "/committee/stores",
-      form=lambda i: {"op": "edit", "store_id": i["store"], "item_id": i["item"], "name": "matrix",
-                      "points": "1", "stock": "1", "active": "1"})
+route("shop.add_item", "POST", "own_village_write", lambda i: f"/committee/stores/{i['store']}/items",
+      form={"name": "matrix", "points": "1", "stock": "1"})
+route("shop.edit_item", "POST", "own_village_write", lambda i: f"/committee/stores/{i['store']}/items/{i['item']}",
+      form={"name": "matrix", "points": "1", "stock": "1", "active": "1"})
 route("shop.statement", "GET", "clerk_or_committee_read", lambda i: f"/stores/{i['store']}/statement")
 route("shop.statement", "POST", "committee_write", lambda i: f"/stores/{i['store']}/statement",
       form=lambda i: {"period": i["month"]})
@@ -207,6 +215,8 @@ route("shop.statement_xlsx", "GET", "clerk_or_committee_read", lambda i: f"/stor
 route("shop.household_card", "GET", "committee_or_sup_read", lambda i: f"/committee/households/{i['household']}/card")
 route("shop.household_card", "POST", "committee_write", lambda i: f"/committee/households/{i['household']}/card",
       form={"pin": "1234"})
+route("shop.revoke_card", "POST", "committee_write",
+      lambda i: f"/committee/households/{i['household']}/card/revoke", form={})
 
 EXPECTED = E
 

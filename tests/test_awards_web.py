@@ -300,10 +300,10 @@ def test_catalogue_revision_makes_a_new_version_and_retired_rules_cannot_be_prop
 
     html = page(client, "/committee/rules")
     assert "义务巡逻" in html
-    data = {"csrf_token": csrf_from(html), "idempotency_key": form_key(html, f"-r{rule}"), "op": "revise",
-            "rule_id": str(rule), "category": "volunteer", "title": "义务巡逻", "points": "8",
-            "cap_count": "", "cap_period": ""}
-    response = client.post("/committee/rules", data=data)
+    assert f'action="/committee/rules/{rule}/revise"' in html  # the page's form posts to the revise route
+    data = {"csrf_token": csrf_from(html), "idempotency_key": form_key(html, f"-r{rule}"),
+            "category": "volunteer", "title": "义务巡逻", "points": "8", "cap_count": "", "cap_period": ""}
+    response = client.post(f"/committee/rules/{rule}/revise", data=data)
     assert response.status_code == 302
     html = page(client, response.headers["Location"])
     assert "第 2 版" in html and "+8" in html
@@ -341,9 +341,9 @@ def test_catalogue_revision_makes_a_new_version_and_retired_rules_cannot_be_prop
 
     # retire the new version
     html = page(client, "/committee/rules")
-    response = client.post("/committee/rules", data={"csrf_token": csrf_from(html), "op": "retire",
-                                                     "idempotency_key": form_key(html, f"-x{revised}"),
-                                                     "rule_id": str(revised)})
+    assert f'action="/committee/rules/{revised}/retire"' in html
+    response = client.post(f"/committee/rules/{revised}/retire",
+                           data={"csrf_token": csrf_from(html), "idempotency_key": form_key(html, f"-x{revised}")})
     assert response.status_code == 302
     html = page(client, response.headers["Location"])
     assert "已停用「义务巡逻」" in html

@@ -53,6 +53,18 @@ def test_inspection_sheet_filed_on_a_phone_and_approved(app, phone):
     # The village has 3 days of public notice: the sheet's awards are now in notice, none left to review.
     assert statuses.count("approved") >= ticked and "proposed" not in statuses
 
+    # The village's settings: a bad value is named next to its field, what was typed stays.
+    page.goto("/committee/settings")
+    page.fill("#notice_days", "99")
+    page.click("text=保存设置")
+    assert "公示天数：应为 0 到 30 的整数" in page.locator("#notice_days-error").inner_text()
+    assert page.input_value("#notice_days") == "99"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    screenshot(page, "committee-settings-error")
+    page.goto("/committee/rules")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    screenshot(page, "committee-rules")
+
     page.goto("/v/BLM/notices")
     assert page.locator("ul.queue li").count() >= ticked
     body = page.inner_text("main")

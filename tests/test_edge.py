@@ -64,8 +64,8 @@ def test_a_nul_in_a_form_field_is_a_readable_400_and_changes_nothing(app, client
     html = client.get("/committee/rules").get_data(as_text=True)
     key = re.findall(r'name="idempotency_key" value="([^"]+)"', html)[0]
     before = rule_count(app)
-    response = client.post("/committee/rules", data={
-        "csrf_token": csrf_from(html), "idempotency_key": key, "op": "create", "category": "volunteer",
+    response = client.post("/committee/rules/new", data={
+        "csrf_token": csrf_from(html), "idempotency_key": key, "category": "volunteer",
         "title": "义务\x00巡逻", "points": "5", "cap_count": "", "cap_period": ""})
     assert response.status_code == 400
     assert NUL_MESSAGE in response.get_data(as_text=True)

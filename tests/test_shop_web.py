@@ -390,21 +390,23 @@ def test_committee_adds_an_item_and_edits_price_and_stock(app, api):
     committee = login(app, "committee")
     html = text_of(committee.get("/committee/stores"))
     add_key = re.search(rf'name="idempotency_key" value="([^"]+-new{store})"', html).group(1)
-    add = {"csrf_token": csrf_from(html), "idempotency_key": add_key, "op": "add", "store_id": str(store),
+    assert f'action="/committee/stores/{store}/items"' in html  # the page's form posts to the add route
+    add = {"csrf_token": csrf_from(html), "idempotency_key": add_key,
            "name": "测试老陈醋", "points": "9", "stock": "4", "unit": "瓶"}
-    response = committee.post("/committee/stores", data=add)
+    response = committee.post(f"/committee/stores/{store}/items", data=add)
     assert response.status_code == 302
-    assert committee.post("/committee/stores", data=add).status_code == 302  # double tap
+    assert committee.post(f"/committee/stores/{store}/items", data=add).status_code == 302  # double tap
     new = [item for item in items_of(api, store).values() if item["name"] == "测试老陈醋"]
     assert len(new) == 1
     item = new[0]
     assert (item["points"], item["stock"], item["unit"]) == (9, 4, "瓶")
     assert "测试老陈醋" in text_of(committee.get("/committee/stores"))
 
-    edit = {"csrf_token": csrf_from(html), "idempotency_key": uuid.uuid4().hex, "op": "edit",
-            "store_id": str(store), "item_id": str(item["id"]), "name": "测试老陈醋", "points": "11",
-            "stock": "6", "active": "1"}
-    assert committee.post("/committee/stores", data=edit).status_code == 302
+    edit_url = f"/committee/stores/{store}/items/{item['id']}"
+    assert f'action="{edit_url}"' in text_of(committee.get("/committee/stores"))
+    edit = {"csrf_token": csrf_from(html), "idempotency_key": uuid.uuid4().hex, "name": "测试老陈醋",
+            "points": "11", "stock": "6", "active": "1"}
+    assert committee.post(edit_url, data=edit).status_code == 302
     changed = items_of(api, store)[item["id"]]
     assert (changed["points"], changed["stock"]) == (11, 6)
 
@@ -415,20 +417,20 @@ def test_committee_adds_an_item_and_edits_price_and_stock(app, api):
     assert re.search(r"测试老陈醋</td><td class=\"num\">11/瓶", cart)
     off = dict(edit, idempotency_key=uuid.uuid4().hex)
     del off["active"]
-    assert committee.post("/committee/stores", data=off).status_code == 302
+    assert committee.post(edit_url, data=off).status_code == 302
     cart = text_of(clerk.get(f"/shop/redeem?code={code['code']}"))
     assert "测试老陈醋" not in cart
 
     # Bad input is a message, not a change.
     bad = dict(edit, points="0", idempotency_key=uuid.uuid4().hex)
-    response = committee.post("/committee/stores", data=bad)
+    response = committee.post(edit_url, data=bad)
     assert response.status_code == 200 and "正整数" in text_of(response)
     assert items_of(api, store)[item["id"]]["points"] == 11
     # Another village's committee cannot touch BLM's store.
     xlc = login(app, "committee_xlc")
     page = text_of(xlc.get("/committee/stores"))
     foreign = dict(edit, csrf_token=csrf_from(page), points="1", idempotency_key=uuid.uuid4().hex)
-    xlc.post("/committee/stores", data=foreign)
+    xlc.post(edit_url, data=foreign)
     assert items_of(api, store)[item["id"]]["points"] == 11
 
 
@@ -507,6 +509,14 @@ def test_committee_issues_a_card_and_the_clerk_unlocks_it_with_the_pin(app, api)
     old = clerk.get(card_url, follow_redirects=True)
     assert "已停用" in text_of(old)
     assert 'name="pin"' not in text_of(old)
+
+    # A lost card is revoked from the same page: its QR leads nowhere any more.
+    page = text_of(committee.get(f"/committee/households/{household}/card"))
+    assert f'action="/committee/households/{household}/card/revoke"' in page
+    revoked = committee.post(f"/committee/households/{household}/card/revoke",
+                             data={"csrf_token": csrf_from(page)}, follow_redirects=True)
+    assert "已停用 1 张卡" in text_of(revoked)
+    assert "有效" not in text_of(committee.get(f"/committee/households/{household}/card"))
 
     # Only the committee of the household's village issues cards.
     assert clerk.get(f"/committee/households/{household}/card").status_code == 403

@@ -11,6 +11,7 @@ from ..database import write_transaction
 from ..errors import Invalid
 from ..extensions import db
 from ..idempotency import idempotent_api
+from ..pagination import keyset_page, page_body
 from ..ledger.service import request_key
 from ..people import access, villages
 from ..people.models import Area, Household
@@ -160,11 +161,8 @@ def list_awards(code):
     if hamlet_ids is not None:  # a grid manager reads the awards of their own hamlets only
         query = query.where(Award.household_id.in_(
             select(Household.id).where(Household.village_id == village.id, Household.hamlet_id.in_(hamlet_ids))))
-    if args["before"]:
-        query = query.where(Award.id < args["before"])
-    rows = db.session.scalars(query.order_by(Award.id.desc()).limit(args["limit"] + 1)).all()
-    items = [award_body(award) for award in rows[:args["limit"]]]
-    return jsonify({"items": items, "next": str(items[-1]["id"]) if len(rows) > args["limit"] else None})
+    page = keyset_page(query, Award.id, limit=args["limit"], cursor=args["before"])
+    return jsonify(page_body([award_body(award) for award in page.items], page.next))
 
 
 @bp.post("/awards/<int:award_id>/approve")

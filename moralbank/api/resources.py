@@ -13,6 +13,7 @@ from ..people.auth import authenticate, issue_token, revoke_token, user_from_bea
 from ..people.auth import change_password as auth_change_password
 from ..people.models import Area
 from ..people.queries import household_page, household_summary, transfer_history
+from ..pagination import page_body
 from ..people.service import village_by_code
 from ..stores.models import Store
 from . import bp
@@ -135,7 +136,7 @@ def list_households(code):
     args = s.PageArgsSchema().load(request.args)
     items, cursor = household_page(village, hamlet_ids=access.hamlet_scope(g.api_user, village),
                                    after=args["after"], limit=args["limit"])
-    return jsonify({"items": s.HouseholdSchema(many=True).dump(items), "next": str(cursor) if cursor else None})
+    return jsonify(page_body(s.HouseholdSchema(many=True).dump(items), cursor))
 
 
 @bp.get("/households/<int:household_id>")
@@ -156,4 +157,4 @@ def household_transfers(household_id):
     household = access.readable_household(g.api_user, household_id)
     args = s.PageArgsSchema().load(request.args)
     lines, cursor = transfer_history(household, before=args["before"], limit=args["limit"])
-    return jsonify({"items": s.TransferLineSchema(many=True).dump(lines), "next": str(cursor) if cursor else None})
+    return jsonify(page_body(s.TransferLineSchema(many=True).dump(lines), cursor))

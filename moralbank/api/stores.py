@@ -11,6 +11,7 @@ from .. import periods, throttle
 from ..database import write_transaction
 from ..extensions import db
 from ..idempotency import idempotent_api
+from ..pagination import keyset_page, page_body
 from ..people import access
 from ..people.models import Area, Household
 from ..stores import service as stores
@@ -275,13 +276,9 @@ def list_redemptions(store_id):
     village = db.session.get(Area, store.village_id)
     access.require(stores.is_clerk_of(g.api_user, store) or access.is_committee(g.api_user, village))
     args = RedemptionListArgsSchema().load(request.args)
-    before, limit = args["before"], args["limit"]
-    query = select(Redemption).where(Redemption.store_id == store.id)
-    if before:
-        query = query.where(Redemption.id < before)
-    rows = db.session.scalars(query.order_by(Redemption.id.desc()).limit(limit + 1)).all()
-    items = [redemption_body(r) for r in rows[:limit]]
-    return jsonify({"items": items, "next": str(items[-1]["id"]) if len(rows) > limit else None})
+    page = keyset_page(select(Redemption).where(Redemption.store_id == store.id), Redemption.id,
+                       limit=args["limit"], cursor=args["before"])
+    return jsonify(page_body([redemption_body(r) for r in page.items], page.next))
 
 
 def _statement_body(statement: stores.Statement) -> dict:

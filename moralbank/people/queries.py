@@ -8,6 +8,7 @@ from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..ledger.models import Account, Transfer
+from ..pagination import keyset_page, split_page
 from ..rankings.models import HouseholdScore
 from .models import Area, Household, Resident
 
@@ -49,11 +50,9 @@ def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: 
     query = _summary_query().where(Household.village_id == village.id)
     if hamlet_ids is not None:
         query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
-    if after:
-        query = query.where(Household.id > after)
-    rows = db.session.execute(query.order_by(Household.id).limit(limit + 1)).all()
-    items = [_row_to_summary(row, village) for row in rows[:limit]]
-    return items, (items[-1]["id"] if len(rows) > limit else None)
+    page = keyset_page(query, Household.id, limit=limit, cursor=after, newest_first=False, rows=True,
+                       key=lambda row: row[0])
+    return [_row_to_summary(row, village) for row in page.items], page.next
 
 
 def transfer_history(household: Household, *, before: int | None = None, limit: int = 50):
@@ -72,10 +71,11 @@ def transfer_history(household: Household, *, before: int | None = None, limit: 
     ids = sorted(set(db.session.scalars(union_all(*parts))), reverse=True)[:limit + 1]
     rows = db.session.scalars(select(Transfer).where(Transfer.id.in_(ids)).order_by(Transfer.id.desc())).all()
     reversed_ids = set(db.session.scalars(select(Transfer.reverses_id).where(Transfer.reverses_id.in_(ids))))
+    page = split_page(rows, limit)
     lines = [{
         "id": row.id, "code": row.code,
         "amount": row.amount if row.credit_account_id == account.id else -row.amount,
         "created_at": row.created_at, "reason": row.reason, "award_id": row.award_id,
         "reverses_id": row.reverses_id, "reversed": row.id in reversed_ids,
-    } for row in rows[:limit]]
-    return lines, (lines[-1]["id"] if len(rows) > limit else None)
+    } for row in page.items]
+    return lines, page.next

@@ -43,7 +43,7 @@ def nav_links() -> list[tuple[str, str]]:
         links += [(_("收款"), url_for("shop.shop_home")), (_("兑换记录"), url_for("shop.history")),
                   (_("库存"), url_for("shop.shop_items"))]
     if roles & {"committee", "admin"}:
-        links += [(_("商店"), url_for("shop.committee_stores"))]
+        links += [(_("商店"), url_for("shop.committee_stores")), (_("本村设置"), url_for("awards.village_settings"))]
     if village is not None:
         links.append((_("积分榜"), url_for("board.public_board", code=village.code)))
         links.append((_("公示"), url_for("awards.notices", code=village.code)))
@@ -58,6 +58,8 @@ def nav_links() -> list[tuple[str, str]]:
 def init_app(app) -> None:
     from ..api import errors as api_errors
     from . import awards, board, shop, views
+    # Modules that add routes to the awards, board and shop blueprints: imported before registering them.
+    from . import committee, dashboards, proposals, resident, store_admin  # noqa: F401
 
     app.register_blueprint(views.bp)
     app.register_blueprint(board.bp)

@@ -12,7 +12,7 @@ from flask_login import current_user
 from ..errors import Invalid
 from ..idempotency import request_body, run_once
 from ..people import access
-from ..people.models import Area
+from ..people.models import Area, Household
 
 
 _NUMBER = re.compile(r"[0-9]{1,15}")
@@ -70,6 +70,14 @@ def committee_village() -> Area:
     if village is None:
         abort(403)
     return village
+
+
+def resident_household() -> Household:
+    """The household of the logged-in resident; 403 for anyone who lives in none."""
+    household = access.own_household(current_user)
+    if household is None:
+        abort(403)
+    return household
 
 
 def grid_village() -> Area:

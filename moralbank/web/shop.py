@@ -1,8 +1,8 @@
 """Shop pages: the resident's payment code, the clerk's redeem page (scan, type or open the
-scanned URL), receipts and history, paper cards, and the committee's stores and statements."""
+scanned URL), receipts and history, and the clerk's side of paper cards. The committee's stores,
+statements and cards are in ``web.store_admin``, on this same blueprint."""
 from __future__ import annotations
 
-import base64
 import io
 
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file,
@@ -11,29 +11,23 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from .. import periods, throttle
+from .. import throttle
 from ..database import local_zone, utcnow, write_transaction
 from ..errors import DomainError, NotFound
 from ..extensions import db
+from ..pagination import keyset_page
 from ..people import access
 from ..people.models import Area, Household, Resident
 from ..people.service import mask_name
 from ..stores import service as stores
 from ..stores.models import Item, Redemption, RedemptionCode, Store
 from ..stores.qr import qr_png
-from .forms import bounded_int, committee_village, form_int, new_form_key, submit_once
+from .forms import bounded_int, form_int, new_form_key, resident_household, submit_once
 
 bp = Blueprint("shop", __name__)
 
 
 # --- the resident's payment code -------------------------------------------------------------
-
-def _resident_household() -> Household:
-    household = access.own_household(current_user)
-    if household is None:
-        abort(403)
-    return household
-
 
 def _code_view(record: RedemptionCode) -> dict:
     issued = stores.IssuedCode.of(record)
@@ -47,7 +41,7 @@ def _code_view(record: RedemptionCode) -> dict:
 @login_required
 def pay():
     """我的付款码: a big QR and the number; JavaScript refreshes it before it expires."""
-    household = _resident_household()
+    household = resident_household()
     record = stores.latest_open_code(household.id)
     return render_template("shop/pay.html", code=_code_view(record) if record else None,
                            balance=max(stores.balance_of(household.id), 0), form_key=new_form_key())
@@ -58,7 +52,7 @@ def pay():
 @throttle.code_mint
 def new_code():
     """A new code (the page's button, or its script shortly before the old one expires)."""
-    _resident_household()
+    resident_household()
     with write_transaction():
         issued = stores.issue_code(current_user)
         view = _code_view(issued.record)
@@ -80,7 +74,7 @@ def pay_qr(code):
 @login_required
 def pay_status(code):
     """Polled by the code page: has the shop taken the code? The new balance if so."""
-    household = _resident_household()
+    household = resident_household()
     record = stores.household_code(current_user, code)
     body = {"used": record.consumed_at is not None, "expired": record.expires_at <= utcnow(),
             "balance": max(stores.balance_of(household.id), 0)}
@@ -194,15 +188,12 @@ def _local_midnight():
 @login_required
 def history():
     store = _my_store()
-    before = request.args.get("before", type=bounded_int)
-    query = select(Redemption).where(Redemption.store_id == store.id)
-    if before:
-        query = query.where(Redemption.id < before)
-    rows = db.session.scalars(query.order_by(Redemption.id.desc()).limit(51)).all()
+    rows, next_before = keyset_page(select(Redemption).where(Redemption.store_id == store.id), Redemption.id,
+                                    limit=50, cursor=request.args.get("before", type=bounded_int))
     today_total = db.session.scalar(select(func.coalesce(func.sum(Redemption.points), 0)).where(
         Redemption.store_id == store.id, Redemption.created_at >= _local_midnight()))
-    return render_template("shop/history.html", store=store, rows=_redemption_rows(rows[:50]),
-                           next_before=rows[49].id if len(rows) > 50 else None, today_total=today_total)
+    return render_template("shop/history.html", store=store, rows=_redemption_rows(rows),
+                           next_before=next_before, today_total=today_total)
 
 
 @bp.get("/shop/scan")
@@ -259,120 +250,3 @@ def card_page():
     household = db.session.get(Household, card.household_id)
     return render_template("shop/card.html", store=store, token=token,
                            who=mask_name(household.head.name if household.head else ""), number=household.number)
-
-
-# --- the committee: stores, items, statements, cards -----------------------------------------
-
-@bp.route("/committee/stores", methods=["GET", "POST"])
-@login_required
-def committee_stores():
-    village = committee_village()
-    if request.method == "POST":
-        try:
-            op = request.form.get("op")
-            store = access.get_or_404(Store, form_int(request.form.get("store_id"), "store_id"), _("找不到这个商店"),
-                                      village_id=village.id)
-
-            def number(name):
-                return form_int(request.form.get(name), name)
-            if op == "add":
-                fields = {"name": request.form.get("name", ""), "unit": request.form.get("unit", "件"),
-                          "points": number("points"), "stock": number("stock")}
-
-                def action():
-                    item = stores.add_item(store, actor=current_user, **fields)
-                    return {"redirect": url_for("shop.committee_stores"),
-                            "message": _("已上架 %(name)s", name=item.name)}
-            elif op == "edit":
-                item = access.get_or_404(Item, form_int(request.form.get("item_id"), "item_id"), _("找不到这件商品"),
-                                         store_id=store.id)
-                changes = {"name": request.form.get("name", ""), "points": number("points"),
-                           "stock": number("stock"), "active": bool(request.form.get("active"))}
-
-                def action():
-                    stores.update_item(current_user, item, **changes)
-                    return {"redirect": url_for("shop.committee_stores"),
-                            "message": _("已保存 %(name)s", name=item.name)}
-            else:
-                abort(400)
-            return submit_once(action)
-        except DomainError as error:
-            flash(error.message, "error")
-    shops = stores.village_stores(village)
-    return render_template("shop/committee_stores.html", village=village, shops=shops, form_key=new_form_key(),
-                           period=periods.current_month())
-
-
-def _statement_store(store_id: int) -> Store:
-    return access.get_or_404(Store, store_id, _("找不到这个商店"))
-
-
-@bp.route("/stores/<int:store_id>/statement", methods=["GET", "POST"])
-@login_required
-def statement(store_id):
-    """The month's statement; the committee settles it here (once)."""
-    store = _statement_store(store_id)
-    period = request.values.get("period") or periods.current_month()
-    if request.method == "POST":
-        if not access.is_committee(current_user, db.session.get(Area, store.village_id)):
-            abort(403)  # readers of the statement (clerk, supervisor) do not settle
-        try:
-            def action():
-                settlement = stores.settle(current_user, store, period)
-                return {"redirect": url_for("shop.statement", store_id=store.id, period=period),
-                        "message": _("已结算 %(period)s：%(n)s 分", period=period, n=settlement.points)}
-            return submit_once(action)
-        except DomainError as error:
-            flash(error.message, "error")
-    try:
-        owed = stores.statement(current_user, store, period)
-    except DomainError as error:
-        flash(error.message, "error")
-        period = periods.current_month()
-        owed = stores.statement(current_user, store, period)
-    village = db.session.get(Area, store.village_id)
-    return render_template("shop/statement.html", s=owed, store=store, village=village,
-                           can_settle=access.is_committee(current_user, village), form_key=new_form_key())
-
-
-@bp.get("/stores/<int:store_id>/statement.xlsx")
-@login_required
-def statement_xlsx(store_id):
-    store = _statement_store(store_id)
-    period = request.args.get("period") or periods.current_month()
-    owed = stores.statement(current_user, store, period)
-    village = db.session.get(Area, store.village_id)
-    from ..stores.exports import statement_workbook
-    data = statement_workbook(owed, village)
-    return send_file(io.BytesIO(data), as_attachment=True, download_name=f"statement-{store.id}-{period}.xlsx",
-                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-
-
-@bp.route("/committee/households/<int:household_id>/card", methods=["GET", "POST"])
-@login_required
-def household_card(household_id):
-    """Issue (or re-issue) a household's paper card with a PIN, and print it; or revoke it."""
-    household = access.get_or_404(Household, household_id, _("找不到这户"))
-    village = db.session.get(Area, household.village_id)
-    if not access.is_committee(current_user, village):
-        abort(403)
-    if request.method == "POST":
-        try:
-            if request.form.get("op") == "revoke":
-                with write_transaction():
-                    count = stores.revoke_card(current_user, household)
-                flash(_("已停用 %(n)s 张卡", n=count), "success")
-                return redirect(url_for("shop.household_card", household_id=household.id))
-            with write_transaction():
-                card, token = stores.issue_card(current_user, household, request.form.get("pin", ""))
-            from ..edge import public_url
-            url = public_url("shop.card_page", t=token)
-            qr = base64.b64encode(qr_png(url)).decode()
-            return render_template("shop/card_print.html", household=household, village=village, qr=qr,
-                                   head=household.head.name if household.head else "")
-        except DomainError as error:
-            flash(error.message, "error")
-    from ..stores.models import HouseholdCard
-    cards = db.session.scalars(select(HouseholdCard).where(HouseholdCard.household_id == household.id)
-                               .order_by(HouseholdCard.id.desc())).all()
-    return render_template("shop/card_issue.html", household=household, village=village, cards=cards)

@@ -122,7 +122,7 @@ def home():
     household = access.own_household(user)
     context: dict = {"roles": user.roles}
     if household is not None:
-        from .board import resident_home_context
+        from .resident import resident_home_context
         context.update(resident_home_context(household))
     store_id = access.clerk_store_id(user)
     if store_id:

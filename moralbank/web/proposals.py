@@ -1,0 +1,172 @@
+"""Pages that propose awards: the grid manager's hamlets, one award, the monthly inspection
+sheet, and a resident's declaration of a good deed (routes of the ``awards`` blueprint)."""
+from __future__ import annotations
+
+from datetime import date
+
+from flask import abort, flash, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from .. import periods
+from ..awards import service as awards
+from ..errors import DomainError, Invalid
+from ..extensions import db
+from ..people import access
+from ..people.models import Area, Household, Resident
+from .awards import bp
+from .forms import (bounded_int, form_int, form_ints, grid_village, new_form_key, resident_household,
+                    submit_once)
+
+
+def _households(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]:
+    """Households with their head's name, for pickers and sheets."""
+    query = (select(Household.id, Household.number, Household.hamlet_id, Resident.name)
+             .outerjoin(Resident, (Resident.household_id == Household.id) & Resident.is_head.is_(True))
+             .where(Household.village_id == village.id).order_by(Household.number))
+    if hamlet_ids is not None:
+        query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
+    return [{"id": i, "number": n, "hamlet_id": h, "head": head or ""} for i, n, h, head in db.session.execute(query)]
+
+
+def _parse_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise Invalid(_("日期格式应为 2026-11-28"), fields={"occurred_on": [_("格式不对")]})
+
+
+
+
+# --- grid manager ----------------------------------------------------------------------------
+
+@bp.get("/grid")
+@login_required
+def grid_home():
+    """A grid manager's hamlets and their households."""
+    village = grid_village()
+    hamlet_ids = access.hamlet_scope(current_user, village)
+    hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
+    households = _households(village, hamlet_ids)
+    from ..people.queries import household_page
+    summaries = {item["id"]: item for item in household_page(village, hamlet_ids=hamlet_ids, limit=1000)[0]}
+    by_hamlet = {h.id: [dict(hh, **summaries.get(hh["id"], {})) for hh in households if hh["hamlet_id"] == h.id]
+                 for h in hamlets}
+    return render_template("awards/grid.html", village=village, hamlets=hamlets, by_hamlet=by_hamlet)
+
+
+@bp.route("/awards/new", methods=["GET", "POST"])
+@login_required
+def propose():
+    """Propose one award (grid manager, committee) with an optional photo."""
+    village = grid_village()
+    hamlet_ids = access.hamlet_scope(current_user, village)
+    households = _households(village, hamlet_ids)
+    rules = awards.active_rules(village)
+    status = 200
+    if request.method == "POST":
+        try:
+            upload = request.files.get("photo")
+            proposal = awards.Proposal(
+                household_id=form_int(request.form.get("household_id"), "household_id"),
+                rule_id=form_int(request.form.get("rule_id"), "rule_id"),
+                quantity=form_int(request.form.get("quantity") or 1, "quantity"),
+                note=request.form.get("note"), occurred_on=_parse_date(request.form.get("occurred_on")),
+                photo=upload.read() if upload and upload.filename else None)
+
+            def action():
+                award = awards.propose(current_user, proposal)
+                return {"redirect": url_for("awards.propose"),
+                        "message": _("已提交：%(rule)s %(points)+d 分，等待村委会审核",
+                                     rule=award.rule.title, points=award.points)}
+            return submit_once(action)
+        except DomainError as error:
+            flash(error.message, "error")
+            status = error.status
+    return render_template("awards/propose.html", village=village, households=households, rules=rules,
+                           form_key=new_form_key(), form=request.form, today=periods.today(),
+                           selected=request.args.get("household", type=bounded_int)), status
+
+
+@bp.route("/grid/sheet", methods=["GET", "POST"])
+@login_required
+def sheet():
+    """The monthly inspection sheet (评分表): households of a hamlet × chosen rules, submitted as one batch."""
+    village = grid_village()
+    hamlet_ids = access.hamlet_scope(current_user, village)
+    hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
+    if not hamlets:
+        abort(403)
+    hamlet_id = request.values.get("hamlet", type=bounded_int) or hamlets[0].id
+    hamlet = next((h for h in hamlets if h.id == hamlet_id), None)
+    if hamlet is None:
+        abort(403)
+    all_rules = [rule for rule in awards.active_rules(village)]
+    chosen_ids = form_ints(request.values.getlist("rules"))
+    if not chosen_ids:
+        chosen_ids = [rule.id for rule in all_rules if rule.category == "hygiene"][:4]
+    chosen = [rule for rule in all_rules if rule.id in chosen_ids]
+    households = _households(village, {hamlet.id})
+    status = 200
+    problems: dict = {}
+    if request.method == "POST":
+        occurred_on = None
+        try:
+            occurred_on = _parse_date(request.form.get("occurred_on"))
+            rows = []
+            for household in households:
+                photo = request.files.get(f"photo-{household['id']}")
+                data = photo.read() if photo and photo.filename else None
+                for rule in chosen:
+                    if request.form.get(f"cell-{household['id']}-{rule.id}"):
+                        label = f"{household['number']} {household['head']} · {rule.title}"
+                        rows.append((label, awards.Proposal(household_id=household["id"], rule_id=rule.id,
+                                                            occurred_on=occurred_on, photo=data)))
+
+            def action():
+                created = awards.propose_batch(current_user, rows)
+                return {"redirect": url_for("awards.sheet", hamlet=hamlet.id, rules=chosen_ids),
+                        "message": _("评分表已提交：%(n)s 条记录等待村委会审核", n=len(created))}
+            return submit_once(action)
+        except DomainError as error:
+            flash(error.message, "error")
+            problems = error.fields
+            status = error.status
+    return render_template("awards/sheet.html", village=village, hamlets=hamlets, hamlet=hamlet,
+                           all_rules=all_rules, chosen=chosen, households=households, problems=problems,
+                           bad_numbers={label.split(" ", 1)[0] for label in problems},
+                           form_key=new_form_key(), form=request.form, today=periods.today()), status
+
+
+# --- resident --------------------------------------------------------------------------------
+
+@bp.route("/me/declare", methods=["GET", "POST"])
+@login_required
+def declare():
+    """A resident declares a good deed of their own household (申报)."""
+    household = resident_household()
+    village = db.session.get(Area, household.village_id)
+    rules = [rule for rule in awards.active_rules(village) if rule.points > 0]
+    status = 200
+    if request.method == "POST":
+        try:
+            upload = request.files.get("photo")
+            proposal = awards.Proposal(household_id=household.id,
+                                       rule_id=form_int(request.form.get("rule_id"), "rule_id"),
+                                       note=request.form.get("note"),
+                                       occurred_on=_parse_date(request.form.get("occurred_on")),
+                                       photo=upload.read() if upload and upload.filename else None)
+
+            def action():
+                award = awards.propose(current_user, proposal)
+                return {"redirect": url_for("web.home"),
+                        "message": _("申报已提交：%(rule)s，村委会审核后公示", rule=award.rule.title)}
+            return submit_once(action)
+        except DomainError as error:
+            flash(error.message, "error")
+            status = error.status
+    return render_template("awards/declare.html", household=household, rules=rules, form_key=new_form_key(),
+                           form=request.form, today=periods.today()), status

@@ -1,0 +1,60 @@
+"""The resident's pages: the home page's figures, the household's ledger lines and members
+(routes of the ``board`` blueprint)."""
+from __future__ import annotations
+
+from flask import render_template, request
+from flask_login import login_required
+
+from .. import periods
+from ..extensions import db
+from ..people.models import Area, Household
+from ..people.queries import household_summary, transfer_history
+from ..rankings import service as rankings
+from .board import bp
+from .forms import bounded_int, resident_household
+
+
+def chart_bars(values: list[tuple[str, int]], width: int = 320, height: int = 140) -> dict:
+    """Geometry of a small bar chart (server-side SVG, no JavaScript)."""
+    top = max([v for _k, v in values] + [1])
+    bottom = min([v for _k, v in values] + [0])
+    span = top - bottom or 1
+    slot = width / max(len(values), 1)
+    zero = 16 + (height - 32) * top / span
+    bars = []
+    for index, (key, value) in enumerate(values):
+        bar_height = (height - 32) * abs(value) / span
+        y = zero - bar_height if value >= 0 else zero
+        bars.append({"x": round(index * slot + slot * 0.15, 1), "y": round(y, 1), "w": round(slot * 0.7, 1),
+                     "h": round(max(bar_height, 0.5), 1), "value": value, "label": key[5:].lstrip("0") or key,
+                     "negative": value < 0, "tx": round(index * slot + slot / 2, 1)})
+    return {"width": width, "height": height, "zero": round(zero, 1), "bars": bars}
+
+
+def resident_home_context(household: Household) -> dict:
+    """What a resident sees first: balance, this month's score and rank, stars, a chart."""
+    village = db.session.get(Area, household.village_id)
+    month = periods.current_month()
+    rank, month_score, ranked = rankings.rank_of(household, month)
+    hamlet_rank, _score, hamlet_ranked = rankings.rank_of(household, month, in_hamlet=True)
+    return {"household": household_summary(household), "village": village, "month_label": periods.label(month),
+            "month_score": month_score, "rank": rank, "ranked": ranked, "hamlet_rank": hamlet_rank,
+            "hamlet_ranked": hamlet_ranked, "chart": chart_bars(rankings.monthly_scores(household, 12)),
+            "history": transfer_history(household, limit=5)[0]}
+
+
+@bp.get("/me/history")
+@login_required
+def history():
+    """Every ledger line of the household, newest first, with the rule and reason."""
+    household = resident_household()
+    lines, cursor = transfer_history(household, before=request.args.get("before", type=bounded_int), limit=20)
+    return render_template("resident/history.html", lines=lines, cursor=cursor,
+                           household=household_summary(household))
+
+
+@bp.get("/me/household")
+@login_required
+def members():
+    household = resident_household()
+    return render_template("resident/members.html", household=household_summary(household))
