@@ -108,7 +108,7 @@ def status_of(app, award_id: int) -> str:
 
 def balance_of(app, number: str) -> int:
     from moralbank.people.models import Household
-    from moralbank.people.queries import household_summary
+    from moralbank.rankings.households import household_summary
     with session_of(app) as session:
         return household_summary(session.scalar(select(Household).where(Household.number == number)))["balance"]
 

@@ -12,7 +12,7 @@ from ..people import access, villages
 from ..people.auth import authenticate, issue_token, revoke_token, user_from_bearer
 from ..people.auth import change_password as auth_change_password
 from ..people.models import Area
-from ..people.queries import household_page, household_summary, transfer_history
+from ..rankings.households import household_page, household_summary, transfer_history
 from ..pagination import page_body
 from ..people.service import village_by_code
 from ..stores.models import Store

@@ -51,7 +51,7 @@ def grid_home():
     hamlet_ids = access.hamlet_scope(current_user, village)
     hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
     households = _households(village, hamlet_ids)
-    from ..people.queries import household_page
+    from ..rankings.households import household_page
     summaries = {item["id"]: item for item in household_page(village, hamlet_ids=hamlet_ids, limit=1000)[0]}
     by_hamlet = {h.id: [dict(hh, **summaries.get(hh["id"], {})) for hh in households if hh["hamlet_id"] == h.id]
                  for h in hamlets}

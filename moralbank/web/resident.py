@@ -8,7 +8,7 @@ from flask_login import login_required
 from .. import periods
 from ..extensions import db
 from ..people.models import Area, Household
-from ..people.queries import household_summary, transfer_history
+from ..rankings.households import household_summary, transfer_history
 from ..rankings import service as rankings
 from .board import bp
 from .forms import bounded_int, resident_household

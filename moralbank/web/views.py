@@ -14,7 +14,7 @@ from ..i18n import N_
 from ..people import access
 from ..errors import Invalid
 from ..people.auth import authenticate, change_password, log_out
-from ..people.queries import household_page
+from ..rankings.households import household_page
 from ..stores.models import Store
 from .forms import safe_next
 

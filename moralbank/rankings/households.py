@@ -9,8 +9,8 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
-from ..rankings.models import HouseholdScore
-from .models import Area, Household, Resident
+from ..people.models import Area, Household, Resident
+from .models import HouseholdScore
 
 
 @lru_cache(maxsize=1)
