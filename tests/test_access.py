@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from conftest import csrf_from, session_of
+from support import csrf_from, session_of
 
 API = "/api/v1"
 
@@ -50,7 +50,7 @@ def _award_with_photo(app, api, household: int) -> int:
 
 
 def _web_login(app, who):
-    from conftest import DEMO_PASSWORD, PHONES
+    from support import DEMO_PASSWORD, PHONES
 
     client = app.test_client()
     token = csrf_from(client.get("/login").get_data(as_text=True))
@@ -109,7 +109,7 @@ def _households_of_hamlet_of(app, household_id: int) -> set[int]:
 
 def test_the_residents_still_read_their_own_household_and_award(app, api):
     from moralbank.people.models import Household, User
-    from conftest import PHONES
+    from support import PHONES
 
     with session_of(app) as session:
         user = session.scalar(select(User).where(User.phone == PHONES["resident"]))

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, or_, select
 
-from conftest import DEMO_PASSWORD, PHONES, session_of
+from support import DEMO_PASSWORD, PHONES, session_of
 from moralbank.extensions import db
 
 ROLES_OF = {"committee": ["committee"], "grid": ["grid"], "resident": ["resident"], "clerk": ["clerk"],

@@ -32,7 +32,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from, session_of
+from support import DEMO_PASSWORD, PHONES, csrf_from, session_of
 
 ROLES = ("anonymous", "committee", "grid", "resident", "clerk", "supervisor", "committee_xlc")
 

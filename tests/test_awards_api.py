@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import DEMO_PASSWORD, PHONES, session_of
+from support import DEMO_PASSWORD, PHONES, session_of
 from moralbank.database import travel, write_transaction
 from moralbank.extensions import db
 

@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from, session_of
+from support import DEMO_PASSWORD, PHONES, csrf_from, session_of
 from moralbank.database import write_transaction
 from moralbank.extensions import db
 

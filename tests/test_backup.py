@@ -6,7 +6,7 @@ import shutil
 import pytest
 from sqlalchemy import func, select
 
-from conftest import BACKEND, SECRET, session_of
+from support import BACKEND, SECRET, session_of
 from moralbank import create_app
 from moralbank.ledger.models import Transfer
 from moralbank.ledger.verify import verify
@@ -43,7 +43,7 @@ def test_pg_dump_backup_and_restore_drill(app, runner, tmp_path):
 
     from sqlalchemy.engine import make_url
 
-    from conftest import pg_admin, pg_url
+    from support import pg_admin, pg_url
 
     with session_of(app) as session:
         transfers = session.scalar(select(func.count()).select_from(Transfer))

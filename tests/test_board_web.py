@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from conftest import csrf_from
+from support import csrf_from
 from test_rankings import (NEW_MONTH, PHONE_RE, SHANGHAI, area_id, balance, current_periods, expected_order, give,
                            household_id, masked, people_of, session_of, stars, this_month, thresholds)
 

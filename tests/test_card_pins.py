@@ -8,7 +8,7 @@ import html as htmllib
 from sqlalchemy import func, select
 
 from moralbank.stores.models import HouseholdCard
-from conftest import DEMO_PASSWORD, PHONES, csrf_from, session_of
+from support import DEMO_PASSWORD, PHONES, csrf_from, session_of
 
 API = "/api/v1"
 WEAK = ["2580", "0852", "1470", "3690", "147258", "1212", "121212", "12341234", "1111", "1234", "9876",

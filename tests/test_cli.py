@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from conftest import DEMO_PASSWORD, PHONES, SECRET, session_of
+from support import DEMO_PASSWORD, PHONES, SECRET, session_of
 from moralbank import create_app
 from moralbank.extensions import db
 

@@ -14,7 +14,7 @@ from moralbank.extensions import db
 from moralbank.people.models import Household
 from moralbank.people.service import create_user
 from moralbank.stores.models import RedemptionCode
-from conftest import DEMO_PASSWORD, csrf_from, session_of
+from support import DEMO_PASSWORD, csrf_from, session_of
 
 API = "/api/v1"
 

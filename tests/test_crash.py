@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from conftest import DEMO_PASSWORD, PHONES
+from support import DEMO_PASSWORD, PHONES
 from server_support import GunicornServer, Http, NotSent, run_cli, server_env
 
 pytestmark = pytest.mark.slow

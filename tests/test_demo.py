@@ -10,7 +10,7 @@ from datetime import date, datetime
 import pytest
 from sqlalchemy import select, text
 
-from conftest import local_moment, session_of
+from support import local_moment, session_of
 from test_rankings import SHANGHAI, expected_order, household_id, ranking
 
 FIRST_AT_0005 = "2026-12-01 00:05"

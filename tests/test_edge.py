@@ -15,7 +15,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from conftest import PHONES, csrf_from, session_of
+from support import PHONES, csrf_from, session_of
 
 API = "/api/v1"
 NUL_MESSAGE = "提交的内容里有不允许的字符"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from moralbank.export_safety import csv_value, is_formula_like
 from moralbank.people.models import Area, Household
 from moralbank.people.service import mask_name
-from conftest import session_of
+from support import session_of
 
 API = "/api/v1"
 #: planted by a committee member, a clerk's committee, a roster file: each a live formula before the fix

@@ -54,7 +54,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
-from conftest import PHONES, SECRET, app_on_fresh_database
+from support import PHONES, SECRET, app_on_fresh_database
 from moralbank.api.schemas import ID_MAX
 from moralbank.extensions import db
 

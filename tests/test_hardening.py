@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import PHONES, csrf_from, session_of
+from support import PHONES, csrf_from, session_of
 from moralbank.database import utcnow, write_transaction
 from moralbank.ledger.models import Transfer
 from moralbank.people.models import User

@@ -8,7 +8,7 @@ import socket
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import BACKEND, SECRET, _make_app
+from support import BACKEND, SECRET, make_app
 
 
 def closed_port() -> int:
@@ -75,7 +75,7 @@ def test_readyz_names_a_database_behind_the_migrations_head(app):
 
 def test_probes_with_the_database_down(tmp_path):
     """The database unreachable: /readyz says so with 503; /healthz still answers (the process is alive)."""
-    app = _make_app(unreachable_database_uri(tmp_path), {"SECRET_KEY": SECRET})
+    app = make_app(unreachable_database_uri(tmp_path), {"SECRET_KEY": SECRET})
     client = app.test_client()
     response = client.get("/readyz")
     assert response.status_code == 503

@@ -19,7 +19,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from conftest import csrf_from
+from support import csrf_from
 
 ROOT = Path(__file__).resolve().parents[1]
 PO_FILE = ROOT / "moralbank" / "translations" / "en" / "LC_MESSAGES" / "messages.po"

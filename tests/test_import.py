@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from moralbank.extensions import db
-from conftest import session_of
+from support import session_of
 
 HEADER = ["户号", "户主", "屯组", "电话", "身份证号", "家庭成员"]
 ID_NUMBER = "220322198001011234"

@@ -109,7 +109,7 @@ def test_a_posting_hook_runs_in_the_posting_transaction(ctx, monkeypatch):
 
 def test_passwords_are_not_checked_without_a_guess_counter(ctx, monkeypatch):
     """No counter registered (an app not made by create_app): fail closed, not an open door."""
-    from conftest import DEMO_PASSWORD, PHONES
+    from support import DEMO_PASSWORD, PHONES
 
     monkeypatch.setattr(auth, "_reserve_guess", None)
     with pytest.raises(RuntimeError, match="no password guess counter"):

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from conftest import DEMO_PASSWORD, session_of
+from support import DEMO_PASSWORD, session_of
 from server_support import Http, gunicorn_server, server_env
 
 REDIS_URL = "redis://127.0.0.1:6379/5"

@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from flask_babel import force_locale
 
-from conftest import DEMO_PASSWORD, csrf_from, local_moment, session_of
+from support import DEMO_PASSWORD, csrf_from, local_moment, session_of
 from moralbank import create_app, periods
 from moralbank.errors import Invalid
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from moralbank.extensions import db
-from conftest import session_of
+from support import session_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PHONE_RE = re.compile(r"(?<!\d)1\d{10}(?!\d)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from, session_of
+from support import DEMO_PASSWORD, PHONES, csrf_from, session_of
 
 NEW_PASSWORD = "Qiang-Gu-Tun-2026!"
 

@@ -1,7 +1,7 @@
 """The committee's settings page (/committee/settings): the same service as the API's PATCH."""
 from __future__ import annotations
 
-from conftest import csrf_from, session_of
+from support import csrf_from, session_of
 
 
 def _settings(app) -> dict:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from
+from support import DEMO_PASSWORD, PHONES, csrf_from
 from moralbank.database import local_zone, utcnow, write_transaction
 from moralbank.errors import DomainError
 from moralbank.extensions import db

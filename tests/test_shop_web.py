@@ -18,7 +18,7 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from
+from support import DEMO_PASSWORD, PHONES, csrf_from
 from moralbank.database import utcnow
 from moralbank.extensions import db
 from moralbank.ledger.models import Account

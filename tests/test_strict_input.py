@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from moralbank.awards.models import Award, Rule
-from conftest import session_of
+from support import session_of
 
 API = "/api/v1"
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from conftest import DEMO_PASSWORD, PHONES, csrf_from, session_of
+from support import DEMO_PASSWORD, PHONES, csrf_from, session_of
 
 API = "/api/v1"
 REDIS_URL = "redis://127.0.0.1:6379/0"

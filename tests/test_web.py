@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PHONES, csrf_from
+from support import PHONES, csrf_from
 
 
 @pytest.mark.parametrize("who, expected", [

@@ -15,7 +15,7 @@ from moralbank.people.models import Household, User
 from moralbank.people.service import village_by_code
 from moralbank.stores import service as stores
 from moralbank.stores.models import Store
-from conftest import PHONES, session_of
+from support import PHONES, session_of
 
 
 def user(phone_of: str) -> User:
