@@ -1,4 +1,4 @@
-"""The shop through the JSON API (SPEC §4 redemption codes, §6): payment codes and their QR,
+"""The shop through the JSON API: payment codes and their QR,
 previews, redemptions and every refusal, idempotency, statements and settlements, paper cards.
 
 After every refusal the test checks that nothing changed: the household's balance, the

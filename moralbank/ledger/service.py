@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..database import in_write_transaction, utcnow
+from ..database import require_write_transaction, utcnow
 from ..errors import Conflict, DomainError, Invalid, NotFound
 from ..extensions import db
 from . import hooks
@@ -210,7 +210,7 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
     hooks keep in step with it (the household's period scores, see ``hooks``) commit together or
     not at all.
     """
-    assert in_write_transaction(), "ledger writes need write_transaction()"
+    require_write_transaction()
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise Invalid(_("积分数必须是正整数"), fields={"amount": [_("必须是正整数")]})
     if code not in TRANSFER_CODES:
