@@ -661,7 +661,24 @@ class LedgerMachine(RuleBasedStateMachine):
         self._sync_clock()
         months = sorted({month for month, _points in self.sold.values()}
                         | {self._month(), month_back(self._month(), 1)})
-        period = months[pick % len(months)]
+        return self._settle(months[pick % len(months)])
+
+    def _owed_months(self) -> list[str]:
+        """Months that are over, not settled, with something owed: what a committee settles."""
+        return sorted({month for transfer_id, (month, _points) in self.sold.items()
+                       if transfer_id not in self.reversed and month not in self.settled
+                       and month_end(month, self.zone) <= self._now()})
+
+    @precondition(lambda self: self._owed_months())
+    @rule(targets=(transfers, settlements_made), pick=st.integers(0, 5))
+    def settle_owed(self, pick):
+        """The committee pays the store for a finished month it owes for (so that settled months, and
+        reversals refused because of them, happen often, not by luck of the draw)."""
+        self._sync_clock()
+        months = self._owed_months()
+        return self._settle(months[pick % len(months)])
+
+    def _settle(self, period: str):
         owed = sum(points for transfer_id, (month, points) in self.sold.items()
                    if month == period and transfer_id not in self.reversed)
         if month_end(period, self.zone) > self._now():
