@@ -186,3 +186,13 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def redis_down_reason(url: str) -> str | None:
+    """Why the Redis at ``url`` cannot be used (None when it answers): tests that need Redis skip
+    with this reason outside CI and fail with it in CI."""
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as error:  # noqa: BLE001 - any failure means no Redis
+        return f"Redis at {url} is unreachable ({error.__class__.__name__}: {error})"
+    return None

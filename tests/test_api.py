@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, or_, select
 
-from support import DEMO_PASSWORD, PHONES, session_of
 from moralbank.extensions import db
+from support import DEMO_PASSWORD, PHONES, redis_down_reason, session_of
 
 ROLES_OF = {"committee": ["committee"], "grid": ["grid"], "resident": ["resident"], "clerk": ["clerk"],
             "supervisor": ["supervisor"], "committee_xlc": ["committee"]}
@@ -550,23 +550,16 @@ def test_openapi_paths_resolve_against_servers(client):
 
 # --- login throttling (real Redis) ----------------------------------------------------------------------------------
 
-def _redis_down_reason() -> str | None:
-    try:
-        import redis
-
-        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=1).ping()
-    except Exception as error:  # noqa: BLE001 - any failure means no Redis
-        return f"Redis at 127.0.0.1:6379 is unreachable ({error.__class__.__name__}: {error})"
-    return None
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 # In CI (.ci/run starts Redis) a missing Redis is a failure, never a silent skip.
-@pytest.mark.skipif(not os.environ.get("CI") and _redis_down_reason() is not None,
-                    reason=str(_redis_down_reason()))
+@pytest.mark.skipif(not os.environ.get("CI") and redis_down_reason(REDIS_URL) is not None,
+                    reason=str(redis_down_reason(REDIS_URL)))
 class TestLoginThrottle:
     @pytest.fixture
     def app_config(self):
-        return {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0", "LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS": "3 per minute"}
+        return {"RATELIMIT_STORAGE_URI": REDIS_URL, "LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS": "3 per minute"}
 
     def test_limiter_uses_redis(self, app):
         from moralbank.extensions import limiter

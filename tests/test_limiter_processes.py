@@ -18,22 +18,12 @@ from contextlib import ExitStack
 
 import pytest
 
-from support import DEMO_PASSWORD, session_of
+from support import DEMO_PASSWORD, redis_down_reason, session_of
 from server_support import Http, gunicorn_server, server_env
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 LIMIT = 4
 THROTTLED = "尝试次数太多，请 15 分钟后再试"
-
-
-def _redis_down_reason() -> str | None:
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as error:  # noqa: BLE001 - any failure means no Redis
-        return f"Redis at 127.0.0.1:6379 is unreachable ({error.__class__.__name__}: {error})"
-    return None
 
 
 pytestmark = pytest.mark.slow
@@ -58,7 +48,7 @@ def phones(app):
 @pytest.fixture
 def redis_keys(phones):
     """Redis must answer (outside CI a missing Redis skips); the run's limiter keys go afterwards."""
-    reason = _redis_down_reason()
+    reason = redis_down_reason(REDIS_URL)
     if reason and not os.environ.get("CI"):
         pytest.skip(reason)
     assert reason is None, reason  # in CI (.ci/run starts Redis) a missing Redis is a failure

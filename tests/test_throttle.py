@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from support import DEMO_PASSWORD, PHONES, csrf_from, session_of
+from support import DEMO_PASSWORD, PHONES, csrf_from, redis_down_reason, session_of
 
 API = "/api/v1"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -50,19 +50,9 @@ def assert_web_throttled(response) -> None:
     assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
 
 
-def _redis_down_reason() -> str | None:
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as error:  # noqa: BLE001 - any failure means no Redis
-        return f"Redis at 127.0.0.1:6379 is unreachable ({error.__class__.__name__}: {error})"
-    return None
-
-
 def require_redis():
     """Outside CI a missing Redis skips; in CI (.ci/run starts Redis) it is a failure."""
-    reason = _redis_down_reason()
+    reason = redis_down_reason(REDIS_URL)
     if reason and not os.environ.get("CI"):
         pytest.skip(reason)
     assert reason is None, reason
