@@ -14,7 +14,13 @@ moment, and a run that crosses into a new month gets one seeded in the new month
 """
 from __future__ import annotations
 
-import uuid
+import os
+
+# Cheap argon2id parameters for the hashes the suite makes (the demo's too): see people/auth.py.
+# Set before the app is imported; servers the tests start inherit it.
+os.environ.setdefault("MORALBANK_TEST_FAST_HASHES", "1")
+
+import uuid  # noqa: E402
 
 import pytest
 import time_machine

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import unicodedata
 from datetime import datetime
@@ -21,7 +22,14 @@ from ..extensions import db
 from . import access
 from .models import ApiToken, User
 
-_hasher = PasswordHasher()  # argon2id, the library's current defaults
+#: ``MORALBANK_TEST_FAST_HASHES=1`` (set by the test suite's conftest) makes new hashes with
+#: argon2id's cheapest parameters: the suite logs in thousands of times and each default hash costs
+#: ~50 ms of CPU. Never under ``MORALBANK_ENV=production``. Hashes carry their parameters, so either
+#: hasher verifies the other's.
+_FAST = (os.environ.get("MORALBANK_TEST_FAST_HASHES") == "1"
+         and os.environ.get("MORALBANK_ENV", "development") != "production")
+_hasher = (PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1) if _FAST
+           else PasswordHasher())  # argon2id, the library's current defaults
 
 #: Reserves one guess at an account's password: ``reserve(phone)`` returns a guess with
 #: ``succeeded()`` or raises Throttled. The budget is per address, which is the request plumbing's
