@@ -48,7 +48,15 @@ CHECK = """() => {
       e => !e.closest('details:not([open])') || e.tagName === 'SUMMARY');
   const out = menu.map(e => { const r = e.getBoundingClientRect();
       return {text: e.innerText.trim(), left: r.left, right: r.right, width: r.width, height: r.height}; });
-  return {scroll: document.scrollingElement.scrollWidth, width, menu: out,
+  const small = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !e.getClientRects().length || e.closest('[hidden], .visually-hidden, thead')) continue;
+    let size = parseFloat(getComputedStyle(e).fontSize);
+    if (e instanceof SVGElement && e.ownerSVGElement) size *= e.ownerSVGElement.getScreenCTM().a;
+    if (size < 13.95) small.push(e.tagName.toLowerCase() + ' ' + size.toFixed(1) + 'px: ' + e.textContent.trim().slice(0, 20));
+  }
+  return {scroll: document.scrollingElement.scrollWidth, width, menu: out, small: small.slice(0, 5),
           hidden: [...document.querySelectorAll('nav details:not([open]) a')].map(e => e.innerText.trim())};
 }"""
 AXE_RUN = """async () => {
@@ -95,18 +103,23 @@ def check_page(page, path: str, name: str, index: int) -> list[str]:
             if entry["width"] and (entry["height"] < 44 or entry["width"] < 44):
                 problems.append(f"{path} @{size}: menu entry {entry['text']!r} is a "
                                 f"{entry['width']:.0f}×{entry['height']:.0f} target")
-        if state["hidden"]:  # a 更多 menu: it opens without JavaScript, and then fits
-            page.click("nav details > summary")
-            opened = page.evaluate(CHECK)
-            for entry in opened["menu"]:
-                if entry["width"] and entry["right"] > opened["width"] + 0.5:
-                    problems.append(f"{path} @{size}: entry {entry['text']!r} off-screen in the open menu")
+        for item in state["small"]:
+            problems.append(f"{path} @{size}: text under 14 px: {item}")
         text = page.inner_text("body")
         for code in sorted(set(CODES.findall(text))):
             problems.append(f"{path} @{size}: internal code {code!r} visible")
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}-{index:02d}-{viewport['width']}.png"),
+        slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "root"
+        page.screenshot(path=str(SHOTS / f"{name}-{index:02d}-{slug}-{viewport['width']}.png"),
                         full_page=viewport["width"] == 360)
+        if state["hidden"]:  # a 更多 menu: it opens without JavaScript, and then fits
+            page.click("nav details > summary")
+            opened = page.evaluate(CHECK)
+            for entry in opened["menu"]:
+                if entry["width"] and (entry["right"] > opened["width"] + 0.5 or entry["height"] < 44):
+                    problems.append(f"{path} @{size}: entry {entry['text']!r} off-screen or small in the open menu")
+            if index == 1:
+                page.screenshot(path=str(SHOTS / f"{name}-menu-open-{viewport['width']}.png"))
         if viewport["width"] == 360:
             page.add_script_tag(path=str(AXE))
             for violation in page.evaluate(AXE_RUN):
@@ -115,9 +128,19 @@ def check_page(page, path: str, name: str, index: int) -> list[str]:
     return problems
 
 
-def walk(page, origin: str, name: str, start: str) -> tuple[list[str], list[str]]:
+#: pages a role reaches other than by a link from its menu: an error page, a page of another role
+#: (403), a paper card, the shop's pages that a scanned code opens
+EXTRA = {"public": ["/no-such-page", "/home"],
+         "committee": ["/awards/1", "/committee/households/1/card"],
+         "resident": ["/committee/review", "/awards/999999"],
+         "clerk": ["/shop/card", "/shop/redeem"],
+         "grid": [], "supervisor": []}
+
+
+def walk(page, origin: str, name: str, start: str, extra=()) -> tuple[list[str], list[str]]:
     page.goto(start)
     queue = [(path, 1) for path in [urlsplit(page.url).path] + links_of(page, origin)]
+    queue += [(path, 2) for path in extra]
     seen_shapes: set[str] = set()
     visited, problems = [], []
     while queue and len(visited) < PER_ROLE:
@@ -145,12 +168,12 @@ def test_every_page_of_every_role_fits_a_phone(chromium, live_server, role):
     page.set_default_timeout(15000)
     try:
         if role == "public":
-            visited, problems = walk(page, live_server.url, role, "/v/BLM")
+            visited, problems = walk(page, live_server.url, role, "/v/BLM", EXTRA[role])
             visited2, problems2 = walk(page, live_server.url, role + "-login", "/login")
             visited, problems = visited + visited2, problems + problems2
         else:
             login(page, PHONES[role])
-            visited, problems = walk(page, live_server.url, role, "/home")
+            visited, problems = walk(page, live_server.url, role, "/home", EXTRA[role])
     finally:
         context.close()
     print(f"\n{role} visited {len(visited)} pages: {' '.join(visited)}")
