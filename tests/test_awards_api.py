@@ -551,8 +551,13 @@ def test_reversal_restores_balance_and_score_and_happens_once(app, api, blm):
 # --- 5. the audit log ------------------------------------------------------------------------
 
 def _audit_actions(html: str) -> list[str]:
+    """The actions the audit page lists, read back from the words it shows (never the codes)."""
+    from moralbank.labels import AUDIT_ACTIONS
+
+    codes = {words: code for code, words in AUDIT_ACTIONS.items()}
     body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r"<td>((?:award|ledger|rule|village|user)\.[a-z_]+)</td>", body)
+    assert not re.search(r"<td[^>]*>(?:award|ledger|rule|village|user)\.[a-z_]+</td>", body)
+    return [codes[words] for words in re.findall(r'<td class="lead">([^<]+)</td>', body)]
 
 
 def test_audit_log_holds_each_action_and_committee_page_filters_it(app, api, runner, client, auth, blm):

@@ -460,7 +460,7 @@ def test_exports_download_and_parse(app, client, auth):
     rows = list(load_workbook(io.BytesIO(response.data), read_only=True).active.iter_rows(values_only=True))
     assert len(rows) - 1 == transfer_count
     mine = next(row for row in rows[1:] if row[0] == transfer_id)
-    assert (mine[2], mine[3], mine[5], mine[6]) == ("award", 20, "BLM-007", "义务献血")
+    assert (mine[2], mine[3], mine[5], mine[6]) == ("记分", 20, "BLM-007", "义务献血")
     assert all(row[0] for row in rows[1:])
 
     # bad period: a message, not a 500; another village: not this committee's

@@ -207,4 +207,4 @@ def test_logins_and_failures_are_in_the_audit_log_with_the_phone_masked(app, cli
     assert [action for action, _detail in rows][-2:] == ["auth.login_failed", "auth.login"]
     assert all(detail["phone"] == "138****0001" for _action, detail in rows[-2:])
     html = client.get("/committee/audit?action=auth").get_data(as_text=True)
-    assert "auth.login_failed" in html and "13800000001" not in html
+    assert "登录失败" in html and "138****0001" in html and "13800000001" not in html  # the action in words

@@ -19,12 +19,11 @@ from datetime import date, timedelta
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import periods
+from .. import labels, periods
 from ..audit.service import record as audit
 from ..database import require_write_transaction, utcnow, write_transaction
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..extensions import db
-from ..i18n import N_
 from ..people import access
 from ..people.models import Area, Household, User
 from .models import Award, AwardStatus, Objection, Rule
@@ -266,13 +265,12 @@ def object_to(actor: User, award_id: int, reason: str) -> Award:
 
 # --- reading ---------------------------------------------------------------------------------
 
-STATUS_LABELS = {AwardStatus.PROPOSED: N_("待审核"), AwardStatus.APPROVED: N_("公示中"),
-                 AwardStatus.DISPUTED: N_("有异议"), AwardStatus.POSTED: N_("已入账"),
-                 AwardStatus.REJECTED: N_("未通过")}
+STATUS_LABELS = labels.AWARD_STATUSES
 
 
 def status_label(status: str) -> str:
-    return _(STATUS_LABELS.get(status, status))
+    """An award's state in words (``labels.AWARD_STATUSES``)."""
+    return labels.label(labels.AWARD_STATUSES, str(status))
 
 
 def in_notice(village: Area) -> list[Award]:

@@ -10,17 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
 from ..extensions import db
-from ..i18n import N_
-
-CATEGORIES = {
-    "hygiene": N_("美丽庭院"),
-    "custom": N_("移风易俗"),
-    "volunteer": N_("志愿服务"),
-    "elders": N_("敬老爱幼"),
-    "law": N_("律己守法"),
-    "enterprise": N_("创业致富"),
-    "deduction": N_("扣分"),
-}
+from ..labels import CATEGORIES  # noqa: F401  (re-exported: the words live in labels)
 
 
 class AwardStatus(StrEnum):

@@ -226,3 +226,10 @@ def init_app(app, login_manager) -> None:
         if user is None or not user.active or str(user.session_version) != version:
             return None
         return user
+
+
+def set_text_size(user: User, size: str) -> None:
+    """Keep the 大字 choice ("large" or "normal") on the account, so it follows the user to
+    another phone. Not audited: it changes only how pages look to this user."""
+    with write_transaction():
+        user.text_size = size

@@ -153,6 +153,8 @@ class User(UserMixin, db.Model):
     session_version: Mapped[int] = mapped_column(default=1)
     #: preferred language (zh_CN or en)
     locale: Mapped[Optional[str]] = mapped_column(String(8))
+    #: the text size chosen with 大字 ("large" or "normal"; NULL = never chosen, the browser's cookie applies)
+    text_size: Mapped[Optional[str]] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
+from flask_babel import gettext as _
 from openpyxl import Workbook
 from openpyxl.styles import Font
 from sqlalchemy import and_, select
@@ -11,6 +12,7 @@ from sqlalchemy.orm import aliased
 
 from ..awards.models import Award, Rule
 from ..awards.service import status_label
+from ..labels import ACCOUNT_KINDS, CATEGORIES, TRANSFER_CODES, label
 from ..export_safety import csv_row, xlsx_row
 from ..extensions import db
 from ..i18n import localtime
@@ -22,21 +24,22 @@ MAX_ROWS = 200_000
 
 
 def ranking_rows(village: Area, period: str, hamlet_id: int | None = None):
-    yield ["名次", "户", "屯/组", "得分", "星级"]
+    yield [_("名次"), _("户"), _("屯/组"), _("得分"), _("星级")]
     for line in full_ranking(village, period, hamlet_id=hamlet_id):
         yield [line.rank, line.label, line.hamlet, line.score, line.stars]
 
 
 def award_rows(village: Area, start, end):
     head = aliased(Resident)
-    yield ["编号", "户号", "户主", "项目", "类别", "次数", "分值", "状态", "发生日期", "提交时间", "入账时间"]
+    yield [_("编号"), _("户号"), _("户主"), _("项目"), _("类别"), _("次数"), _("分值"), _("状态"), _("发生日期"),
+           _("提交时间"), _("入账时间")]
     query = (select(Award, Household.number, head.name, Rule.title, Rule.category)
              .join(Household, Household.id == Award.household_id).join(Rule, Rule.id == Award.rule_id)
              .outerjoin(head, and_(head.household_id == Household.id, head.is_head.is_(True)))
              .where(Award.village_id == village.id, Award.proposed_at >= start, Award.proposed_at < end)
              .order_by(Award.id).limit(MAX_ROWS))
     for award, number, name, title, category in db.session.execute(query):
-        yield [award.id, number, name or "", title, category, award.quantity, award.points,
+        yield [award.id, number, name or "", title, label(CATEGORIES, category), award.quantity, award.points,
                status_label(award.status), award.occurred_on.isoformat(), localtime(award.proposed_at),
                localtime(award.posted_at)]
 
@@ -44,7 +47,7 @@ def award_rows(village: Area, start, end):
 def transfer_rows(village: Area, start, end):
     debit, credit = aliased(Account), aliased(Account)
     debit_hh, credit_hh = aliased(Household), aliased(Household)
-    yield ["编号", "时间", "类型", "积分", "转出", "转入", "原因", "冲正的记录"]
+    yield [_("编号"), _("时间"), _("类型"), _("积分"), _("转出"), _("转入"), _("原因"), _("冲正的记录")]
     query = (select(Transfer, debit.kind, debit_hh.number, credit.kind, credit_hh.number)
              .join(debit, debit.id == Transfer.debit_account_id).join(credit, credit.id == Transfer.credit_account_id)
              .outerjoin(debit_hh, debit_hh.id == debit.household_id)
@@ -52,8 +55,9 @@ def transfer_rows(village: Area, start, end):
              .where(Transfer.village_id == village.id, Transfer.created_at >= start, Transfer.created_at < end)
              .order_by(Transfer.id).limit(MAX_ROWS).execution_options(yield_per=2000))
     for transfer, d_kind, d_number, c_kind, c_number in db.session.execute(query):
-        yield [transfer.id, localtime(transfer.created_at), transfer.code, transfer.amount,
-               d_number or d_kind, c_number or c_kind, transfer.reason or "", transfer.reverses_id or ""]
+        yield [transfer.id, localtime(transfer.created_at), label(TRANSFER_CODES, transfer.code), transfer.amount,
+               d_number or label(ACCOUNT_KINDS, d_kind), c_number or label(ACCOUNT_KINDS, c_kind),
+               transfer.reason or "", transfer.reverses_id or ""]
 
 
 def as_csv(rows) -> bytes:

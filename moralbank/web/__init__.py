@@ -55,6 +55,30 @@ def nav_links() -> list[tuple[str, str]]:
     return unique
 
 
+def error_page(status: int, message: str | None = None):
+    """The error page in the user's language, with a way back (the page they came from, if it is
+    on this site, and 首页); ``message`` says what went wrong when there is more to say."""
+    from flask_babel import gettext as _
+
+    from .forms import safe_next
+    titles = {400: _("请求有误"), 403: _("没有权限"), 404: _("找不到这个页面"), 405: _("不能这样打开这个页面"),
+              409: _("操作没有成功"), 422: _("填写的内容有误"), 429: _("操作太频繁"), 500: _("服务器出错了")}
+    defaults = {400: _("页面发来的内容不完整或已过期，请返回重新操作。"),
+                403: _("您的账号不能打开这个页面。"),
+                404: _("地址可能输错了，或者这条记录已经不在了。"),
+                405: _("请从页面上的按钮进入。"),
+                429: _("操作太频繁，请稍后再试"),
+                500: _("请稍后再试；如果一直这样，请告诉村里的管理员。")}
+    referrer = request.referrer or ""
+    back = None
+    if referrer.startswith(request.host_url):
+        back = safe_next("/" + referrer[len(request.host_url):])
+        if back in (request.full_path, request.path):
+            back = None
+    return render_template("error.html", status=status, title=titles.get(status, _("操作没有成功")),
+                           message=message or defaults.get(status), back=back), status
+
+
 def init_app(app) -> None:
     from ..api import errors as api_errors
     from . import awards, board, shop, views
@@ -80,9 +104,17 @@ def init_app(app) -> None:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # The words for codes (moralbank.labels), for every template.
+    from .. import labels
+    app.add_template_filter(labels.audit_action, "audit_action")
+    app.add_template_filter(labels.audit_detail, "audit_detail")
+    app.add_template_filter(lambda code: labels.label(labels.CATEGORIES, code), "category_label")
+    app.add_template_filter(lambda code: labels.label(labels.TRANSFER_CODES, code), "transfer_label")
+    app.add_template_global(labels.AUDIT_FILTERS, "audit_filters")
+
     @app.context_processor
     def _navigation():
-        return {"nav_links": nav_links()}
+        return {"nav_links": nav_links(), "large_text": views.large_text()}
 
     @app.errorhandler(DomainError)
     def _domain(error: DomainError):
@@ -90,13 +122,13 @@ def init_app(app) -> None:
             record_denial(error.code)
         if api_errors.is_api_request():
             return api_errors.domain_error(error)
-        return render_template("error.html", status=error.status, message=error.message), error.status
+        return error_page(error.status, error.message)
 
     @app.errorhandler(ValidationError)
     def _validation(error: ValidationError):
         if api_errors.is_api_request():
             return api_errors.validation_error(error)
-        return render_template("error.html", status=422, message=str(error.messages)), 422
+        return error_page(422)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
@@ -107,10 +139,17 @@ def init_app(app) -> None:
         if request_ctx.url_adapter is None:
             # The request never got as far as routing (a Host not in TRUSTED_HOSTS): no page to draw.
             return Response(f"{error.code} {error.name}\n", status=error.code, mimetype="text/plain")
-        if error.code == 429:
-            from flask_babel import gettext as _
-            return render_template("error.html", status=429, message=_("操作太频繁，请稍后再试")), 429
-        return render_template("error.html", status=error.code, message=error.description), error.code
+        # Werkzeug's and Flask-WTF's descriptions are English: the page says it in the user's words.
+        from flask_babel import gettext as _
+        from flask_wtf.csrf import CSRFError
+        message = _("页面已过期，请返回刷新后再试。") if isinstance(error, CSRFError) else None
+        response = error.get_response()
+        page, status = error_page(error.code, message)
+        page = Response(page, status=status, mimetype="text/html")
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):  # 405 and 429 keep theirs
+            if header in response.headers:
+                page.headers[header] = response.headers[header]
+        return page
 
     @app.errorhandler(Exception)
     def _unhandled(error: Exception):
@@ -122,4 +161,4 @@ def init_app(app) -> None:
         db.session.rollback()
         if api_errors.is_api_request():
             return api_errors.server_error(error)
-        return render_template("error.html", status=500, message=None), 500
+        return error_page(500)

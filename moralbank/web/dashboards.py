@@ -41,7 +41,7 @@ def dashboard():
     except DomainError as error:
         flash(error.message, "error")
         figures = rankings.village_dashboard(village)
-    series = {key: chart_bars(list(zip(figures["months"], values)), width=300, height=110)
+    series = {key: chart_bars(list(zip(figures["months"], values)))
               for key, values in figures["by_category"].items() if any(values)}
     return render_template("board/dashboard.html", village=village, f=figures, series=series,
                            categories=CATEGORIES, periods=_period_choices(), form_key=new_form_key(),

@@ -14,21 +14,33 @@ from .board import bp
 from .forms import bounded_int, resident_household
 
 
-def chart_bars(values: list[tuple[str, int]], width: int = 320, height: int = 140) -> dict:
-    """Geometry of a small bar chart (server-side SVG, no JavaScript)."""
+def chart_bars(values: list[tuple[str, int]], width: int = 300, height: int | None = None) -> dict:
+    """Geometry of a small bar chart (server-side SVG, no JavaScript): one row per period, its name
+    on the left, the bar, and the value written at the bar's end. The SVG is drawn about as wide as
+    it shows on a 320–360 px phone, so its 18-unit type stays at least 14 px there."""
+    from datetime import date
+
+    from flask_babel import format_date
+
+    row, label_width, value_width = 28, 58, 52
     top = max([v for _k, v in values] + [1])
     bottom = min([v for _k, v in values] + [0])
     span = top - bottom or 1
-    slot = width / max(len(values), 1)
-    zero = 16 + (height - 32) * top / span
+    room = width - label_width - value_width
+    zero = label_width + room * -bottom / span
     bars = []
     for index, (key, value) in enumerate(values):
-        bar_height = (height - 32) * abs(value) / span
-        y = zero - bar_height if value >= 0 else zero
-        bars.append({"x": round(index * slot + slot * 0.15, 1), "y": round(y, 1), "w": round(slot * 0.7, 1),
-                     "h": round(max(bar_height, 0.5), 1), "value": value, "label": key[5:].lstrip("0") or key,
-                     "negative": value < 0, "tx": round(index * slot + slot / 2, 1)})
-    return {"width": width, "height": height, "zero": round(zero, 1), "bars": bars}
+        length = room * abs(value) / span
+        x = zero - length if value < 0 else zero
+        y = index * row + 4
+        if len(key) == 7 and key[4] == "-":  # a month: 12月 / Dec
+            label = format_date(date(int(key[:4]), int(key[5:]), 1), "MMM")
+        else:
+            label = key
+        bars.append({"x": round(x, 1), "y": y, "w": round(max(length, 0.5), 1), "h": row - 8, "value": value,
+                     "label": label, "negative": value < 0, "ty": y + (row - 8) // 2,
+                     "vx": round(zero + length + 4 if value >= 0 else zero + 4, 1)})
+    return {"width": width, "height": row * len(values), "zero": round(zero, 1), "bars": bars}
 
 
 def resident_home_context(household: Household) -> dict:

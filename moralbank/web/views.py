@@ -13,7 +13,7 @@ from ..extensions import db
 from ..i18n import N_
 from ..people import access
 from ..errors import Invalid
-from ..people.auth import authenticate, change_password, log_out
+from ..people.auth import authenticate, change_password, log_out, set_text_size
 from ..rankings.households import household_page
 from ..stores.models import Store
 from .forms import safe_next
@@ -105,6 +105,34 @@ def set_language(code):
     if code in current_app.config["LANGUAGES"]:
         session["lang"] = code  # the choice sticks in the session cookie; nothing is written
     return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
+
+
+#: the cookie that keeps the 大字 setting in this browser (also on the account when logged in)
+TEXT_SIZE_COOKIE = "text_size"
+TEXT_SIZES = ("large", "normal")
+
+
+def large_text() -> bool:
+    """Whether pages are drawn in large type: the account's choice when logged in and made, else
+    this browser's cookie."""
+    if current_user.is_authenticated and current_user.text_size in TEXT_SIZES:
+        return current_user.text_size == "large"
+    return request.cookies.get(TEXT_SIZE_COOKIE) == "large"
+
+
+@bp.post("/settings/text")
+def text_size():
+    """The 大字 switch (works without JavaScript): kept in a cookie for a year, and on the account
+    of a logged-in user so it follows them to another phone."""
+    size = request.form.get("size")
+    if size not in TEXT_SIZES:
+        raise Invalid(_("字号只能是大字或正常"), fields={"size": [_("字号只能是大字或正常")]})
+    if current_user.is_authenticated:
+        set_text_size(current_user._get_current_object(), size)
+    response = redirect(safe_next(request.args.get("next")) or url_for("web.index"))
+    response.set_cookie(TEXT_SIZE_COOKIE, size, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+                        secure=request.is_secure)
+    return response
 
 
 @bp.get("/")
