@@ -177,12 +177,12 @@ route("awards.declare", "GET", "any_user", lambda i: "/me/declare")
 route("awards.declare", "POST", "own_household", lambda i: "/me/declare",
       form=lambda i: {"rule_id": i["rule"], "quantity": "1"})
 route("awards.reverse", "POST", "committee_write", lambda i: f"/transfers/{i['transfer']}/reverse",
-      form={"reason": "matrix", "back": "/home"})
+      form={"reason": "matrix", "back": "/home", "confirm": "1"})
 route("board.history", "GET", "any_user", lambda i: "/me/history")
 route("board.members", "GET", "any_user", lambda i: "/me/household")
 route("board.dashboard", "GET", "committee_or_sup_read", lambda i: "/dashboard?village=XLC")
 route("board.publish", "POST", "committee_write", lambda i: "/committee/rankings",
-      form={"village": "XLC", "period": "all", "title": "matrix"})
+      form={"village": "XLC", "period": "all", "title": "matrix", "confirm": "1"})
 route("board.overview", "GET", "committee_or_sup_read", lambda i: "/overview",
       refuse=frozenset({"resident", "clerk"}), no_leak=frozenset({"committee", "grid"}))
 route("board.export", "GET", "committee_or_sup_read", lambda i: "/exports/awards.csv?village=XLC")
@@ -210,13 +210,13 @@ route("shop.edit_item", "POST", "own_village_write", lambda i: f"/committee/stor
       form={"name": "matrix", "points": "1", "stock": "1", "active": "1"})
 route("shop.statement", "GET", "clerk_or_committee_read", lambda i: f"/stores/{i['store']}/statement")
 route("shop.statement", "POST", "committee_write", lambda i: f"/stores/{i['store']}/statement",
-      form=lambda i: {"period": i["month"]})
+      form=lambda i: {"period": i["month"], "confirm": "1"})
 route("shop.statement_xlsx", "GET", "clerk_or_committee_read", lambda i: f"/stores/{i['store']}/statement.xlsx")
 route("shop.household_card", "GET", "committee_or_sup_read", lambda i: f"/committee/households/{i['household']}/card")
 route("shop.household_card", "POST", "committee_write", lambda i: f"/committee/households/{i['household']}/card",
       form={"pin": "1234"})
 route("shop.revoke_card", "POST", "committee_write",
-      lambda i: f"/committee/households/{i['household']}/card/revoke", form={})
+      lambda i: f"/committee/households/{i['household']}/card/revoke", form={"confirm": "1"})
 
 EXPECTED = E
 
