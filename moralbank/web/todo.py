@@ -13,6 +13,10 @@ from ..rankings import service as rankings
 from ..stores import service as stores
 
 
+#: unsettled months listed one by one on the to-do (the rest: behind the 商店 page)
+SHOWN = 6
+
+
 def committee_todo(village: Area) -> list[dict]:
     """Rows ``{key, label, count, url}`` in the order a committee works through them; a row with
     count 0 is still listed (shown quietly), so the page always says what was checked."""
@@ -26,13 +30,14 @@ def committee_todo(village: Area) -> list[dict]:
         {"key": "ending", "label": _("今明两天公示结束"), "count": waiting["ending"],
          "url": url_for("awards.notices", code=village.code)},
     ]
-    unsettled = stores.unsettled_months(village)
+    # the month just ended first: the one a committee settles now; older ones follow, a few at most
+    unsettled = sorted(stores.unsettled_months(village), key=lambda row: row[1], reverse=True)
     rows.append({"key": "unsettled", "label": _("未结算的月份"), "count": len(unsettled),
                  "url": url_for("shop.committee_stores"),
                  "items": [{"label": _("%(store)s · %(period)s · %(n)s 分", store=store.name,
                                        period=periods.label(month), n=points),
                             "url": url_for("shop.statement", store_id=store.id, period=month)}
-                           for store, month, points in unsettled]})
+                           for store, month, points in unsettled[:SHOWN]]})
     unpublished = (rankings.ranked_count(village, last) > 0
                    and rankings.published(village, last) is None)
     rows.append({"key": "unpublished", "label": _("%(period)s 红榜未发布", period=periods.label(last)),
