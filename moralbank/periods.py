@@ -125,6 +125,11 @@ def today(moment: datetime | None = None) -> date:
     return (moment or utcnow()).astimezone(local_zone()).date()
 
 
+def day_start(day: date) -> datetime:
+    """Local midnight at the start of ``day``, timezone-aware (compares with UTC timestamps)."""
+    return datetime(day.year, day.month, day.day, tzinfo=local_zone())
+
+
 # --- bounds ----------------------------------------------------------------------------------
 
 def days(period: str) -> tuple[date, date]:
@@ -198,3 +203,59 @@ def label(period: str) -> str:
     if kind_ == "month":
         return _("%(year)s年%(month)s月", year=str(year), month=number)
     return _("%(year)s年", year=str(year))
+
+
+def is_over(period: str, moment: datetime | None = None) -> bool:
+    """Whether the period has ended (its last local day is past) at ``moment`` (now by default):
+    a month can be settled, and a ranking published as final, only once it is over."""
+    return bounds(period)[1] <= (moment or utcnow())
+
+
+def last_month(moment: datetime | None = None) -> str:
+    """The month that ended most recently (``2026-11`` all through December): the 红榜 a
+    committee publishes and the month it settles with its stores."""
+    return previous(current_month(moment))
+
+
+def group_label(kind_: str) -> str:
+    """The heading of a picker's group of periods of one kind (``open``: not over yet)."""
+    return {"month": _("月份"), "quarter": _("季度"), "year": _("年度"), ALL: _("累计"),
+            "open": _("未结束")}.get(kind_, kind_)
+
+
+def picker(kinds: tuple[str, ...] = KINDS, moment: datetime | None = None, *,
+           finished_first: bool = False, keep: str | None = None) -> list[dict]:
+    """The choices of a period picker, grouped by kind:
+    ``[{"kind": "month", "label": "月份", "options": [(key, label), …]}, …]``.
+
+    The past 12 months, 4 quarters and 3 years (``recent``), newest first, limited to ``kinds``
+    (a monthly statement offers months only). With ``finished_first`` (publishing a ranking),
+    the periods already over come first, the month just ended at the very top, and the
+    unfinished current month, quarter and year follow in a last group of their own (kind
+    ``open``), so a form's first option is never an unfinished period. ``keep``, a period the
+    page shows that the list lacks (an older month typed into the URL), is offered first.
+    """
+    extra = 1 if finished_first else 0  # as many finished periods as a plain picker's
+    keys = [key for key in recent(moment, months=12 + extra, quarters=4 + extra, years=3 + extra)
+            if kind(key) in kinds]
+    if keep and keep not in keys and _PERIOD.fullmatch(keep) and kind(keep) in kinds:
+        keys.insert(0, keep)
+    if finished_first:
+        ended = [key for key in keys if key == ALL or is_over(key, moment)]
+        ongoing = [key for key in keys if key not in ended]
+        groups = _grouped(ended)
+        if ongoing:
+            groups.append({"kind": "open", "label": group_label("open"),
+                           "options": [(key, label(key)) for key in ongoing]})
+        return groups
+    return _grouped(keys)
+
+
+def _grouped(keys: list[str]) -> list[dict]:
+    groups: list[dict] = []
+    for key in keys:
+        kind_ = kind(key)
+        if not groups or groups[-1]["kind"] != kind_:
+            groups.append({"kind": kind_, "label": group_label(kind_), "options": []})
+        groups[-1]["options"].append((key, label(key)))
+    return groups

@@ -171,7 +171,8 @@ def test_the_reversal_page_sends_back_only_to_local_paths(app, target):
     token = csrf_from(committee.get("/home").get_data(as_text=True))
     # an unknown transfer: the reversal is refused and the page goes back
     response = committee.post("/transfers/2000000000/reverse", data={
-        "csrf_token": token, "idempotency_key": uuid.uuid4().hex, "reason": "test", "back": target})
+        "csrf_token": token, "idempotency_key": uuid.uuid4().hex, "reason": "test", "back": target,
+        "confirm": "1"})
     assert response.status_code == 302
     assert response.headers["Location"] == "/home"
 
@@ -180,7 +181,8 @@ def test_the_reversal_page_follows_a_local_back(app):
     committee = _web_login(app, "committee")
     token = csrf_from(committee.get("/home").get_data(as_text=True))
     response = committee.post("/transfers/2000000000/reverse", data={
-        "csrf_token": token, "idempotency_key": uuid.uuid4().hex, "reason": "test", "back": "/committee/review"})
+        "csrf_token": token, "idempotency_key": uuid.uuid4().hex, "reason": "test", "back": "/committee/review",
+        "confirm": "1"})
     assert response.headers["Location"] == "/committee/review"
 
 

@@ -330,7 +330,7 @@ def test_catalogue_revision_makes_a_new_version_and_retired_rules_cannot_be_prop
     assert "冲正这笔积分" in html
     reversal = re.search(r'action="(/transfers/\d+/reverse)"', html).group(1)
     data = {"csrf_token": csrf_from(html), "idempotency_key": form_key(html), "back": f"/awards/{earlier}",
-            "reason": "记错了户"}
+            "reason": "记错了户", "confirm": "1"}
     response = client.post(reversal, data=data)
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/awards/{earlier}")
     html = page(client, response.headers["Location"])

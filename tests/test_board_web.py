@@ -169,7 +169,7 @@ def test_red_list_after_publishing_and_its_a4_print_view(app, client, auth):
     dashboard = get(client, "/dashboard")
     form = {"csrf_token": csrf_from(dashboard), "idempotency_key": re.search(
         r'name="idempotency_key" value="([^"]+)"', dashboard).group(1), "village": "BLM", "period": month,
-        "hamlet": "", "title": "十一月红榜"}
+        "hamlet": "", "title": "十一月红榜", "confirm": "1"}
     response = client.post("/committee/rankings", data=form)
     assert response.status_code == 302
     location = response.headers["Location"]
@@ -225,7 +225,7 @@ def numbers(app) -> dict[str, int]:
 def test_only_the_committee_publishes_on_the_web(app, client, auth):
     for who in ("resident", "grid", "supervisor"):
         auth.login(who)
-        home = get(client, "/home")
+        home = get(client, "/v/BLM")  # any page of a logged-in user has the CSRF token (退出)
         response = client.post("/committee/rankings", data={
             "csrf_token": csrf_from(home), "idempotency_key": f"k-{who}", "village": "BLM", "period": "all"})
         assert response.status_code in (302, 403), response.status_code

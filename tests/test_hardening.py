@@ -41,7 +41,7 @@ def test_a_month_is_settled_once_whatever_its_spelling(app, api, client, auth):
     page = client.get(f"/stores/{store}/statement?period={month}").get_data(as_text=True)
     key = page.split('name="idempotency_key" value="')[1].split('"')[0] if 'name="idempotency_key"' in page else "k"
     client.post(f"/stores/{store}/statement", data={"csrf_token": csrf_from(page), "idempotency_key": key + "x",
-                                                    "period": f"{year}-0{number}"})
+                                                    "period": f"{year}-0{number}", "confirm": "1"})
     with session_of(app) as session:
         assert session.scalar(select(func.count()).select_from(Settlement).where(Settlement.store_id == store)) == 1
 

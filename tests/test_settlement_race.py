@@ -343,7 +343,7 @@ def test_long_form_keys_are_never_cut(app, auth, client):
 
     def reverse(transfer_id: int, key: str):
         return client.post(f"/transfers/{transfer_id}/reverse", data={
-            "csrf_token": csrf, "idempotency_key": key, "reason": "退货", "back": "/home"})
+            "csrf_token": csrf, "idempotency_key": key, "reason": "退货", "back": "/home", "confirm": "1"})
 
     assert reverse(first, long_key("a")).status_code == 302
     assert reverse(second, long_key("b")).status_code == 302

@@ -449,7 +449,7 @@ def test_committee_settles_last_month_on_the_statement_page_once(app, api):
     html = text_of(committee.get(f"/stores/{store}/statement?period={period}"))
     assert f'id="owed-points">{owed["points"]}<' in html
     assert re.search(rf'id="owed-yuan"[^>]*>[^<]*{owed["amount_fen"] / 100:.2f}', html)
-    form = form_fields(html)
+    form = dict(form_fields(html), confirm="1")
     assert form["period"] == period
     response = committee.post(f"/stores/{store}/statement?period={period}", data=form, follow_redirects=True)
     assert "已结算" in text_of(response)
@@ -514,7 +514,7 @@ def test_committee_issues_a_card_and_the_clerk_unlocks_it_with_the_pin(app, api)
     page = text_of(committee.get(f"/committee/households/{household}/card"))
     assert f'action="/committee/households/{household}/card/revoke"' in page
     revoked = committee.post(f"/committee/households/{household}/card/revoke",
-                             data={"csrf_token": csrf_from(page)}, follow_redirects=True)
+                             data={"csrf_token": csrf_from(page), "confirm": "1"}, follow_redirects=True)
     assert "已停用 1 张卡" in text_of(revoked)
     assert "有效" not in text_of(committee.get(f"/committee/households/{household}/card"))
 

@@ -288,3 +288,19 @@ def review_queue(village: Area) -> list[Award]:
     return db.session.scalars(select(Award).where(Award.village_id == village.id,
                                                   Award.status.in_((AwardStatus.PROPOSED, AwardStatus.DISPUTED)))
                               .order_by(Award.proposed_at, Award.id)).all()
+
+
+def waiting_counts(village: Area) -> dict[str, int]:
+    """What waits for the committee: awards proposed (to review), disputed (an objection came in),
+    and approved ones whose notice ends today or tomorrow (local calendar days)."""
+    from sqlalchemy import func
+    now = utcnow()
+    counts = dict(db.session.execute(select(Award.status, func.count()).where(
+        Award.village_id == village.id, Award.status.in_((AwardStatus.PROPOSED, AwardStatus.DISPUTED)))
+        .group_by(Award.status)).all())
+    soon = periods.day_start(periods.today(now) + timedelta(days=2))
+    ending = db.session.scalar(select(func.count()).select_from(Award).where(
+        Award.village_id == village.id, Award.status == AwardStatus.APPROVED,
+        Award.notice_ends_at > now, Award.notice_ends_at < soon)) or 0
+    return {"proposed": counts.get(AwardStatus.PROPOSED, 0), "disputed": counts.get(AwardStatus.DISPUTED, 0),
+            "ending": ending}

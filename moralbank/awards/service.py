@@ -16,7 +16,7 @@ from __future__ import annotations
 from .corrections import award_transfer, is_reversed, reverse_transfer
 from .lifecycle import (MAX_BACKDATE_DAYS, MAX_QUANTITY, STATUS_LABELS, Proposal, ReviewOutcome, approve,
                         in_notice, object_to, propose, propose_batch, readable_award, reject, review_batch,
-                        review_queue, status_label)
+                        review_queue, status_label, waiting_counts)
 from .posting import post_award, post_award_id, post_due, record_award
 from .rules import active_rules, check_cap, create_rule, retire_rule, revise_rule
 
@@ -25,5 +25,5 @@ __all__ = [
     "active_rules", "approve", "award_transfer", "check_cap", "create_rule", "in_notice", "is_reversed",
     "object_to", "post_award", "post_award_id", "post_due", "propose", "propose_batch", "readable_award",
     "record_award", "reject", "retire_rule", "reverse_transfer", "review_batch", "review_queue", "revise_rule",
-    "status_label",
+    "status_label", "waiting_counts",
 ]

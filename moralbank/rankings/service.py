@@ -102,6 +102,24 @@ def monthly_scores(household: Household, months: int = 12) -> list[tuple[str, in
     return [(key, found.get(key, 0)) for key in keys]
 
 
+def ranked_count(village: Area, period: str, *, hamlet_id: int | None = None) -> int:
+    """How many households the ranking of a period has (what publishing it would freeze)."""
+    period = periods.check(period or periods.ALL)
+    hamlet = _scope(village, hamlet_id)
+    query = select(func.count()).select_from(HouseholdScore).where(HouseholdScore.period == period)
+    query = (query.where(HouseholdScore.hamlet_id == hamlet.id) if hamlet
+             else query.where(HouseholdScore.village_id == village.id))
+    return db.session.scalar(query) or 0
+
+
+def published(village: Area, period: str, *, hamlet_id: int | None = None) -> RankingSnapshot | None:
+    """The latest snapshot published for this period and scope (the whole village by default)."""
+    hamlet_column = (RankingSnapshot.hamlet_id == hamlet_id) if hamlet_id else RankingSnapshot.hamlet_id.is_(None)
+    return db.session.scalar(select(RankingSnapshot).where(
+        RankingSnapshot.village_id == village.id, RankingSnapshot.period == period, hamlet_column)
+        .order_by(RankingSnapshot.id.desc()).limit(1))
+
+
 # --- published snapshots ---------------------------------------------------------------------
 
 def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = None,
@@ -140,11 +158,18 @@ def snapshot_entries(snapshot: RankingSnapshot) -> list[RankingSnapshotEntry]:
 # --- dashboards ------------------------------------------------------------------------------
 
 def village_dashboard(village: Area, period: str | None = None) -> dict:
-    """Points by category per month, participation, and top and bottom movers of a month."""
+    """Points by category per month, participation, and top and bottom movers of a month.
+
+    A quarter or a year works the same way (the chart then has 6 quarters or years, the movers
+    compare with the quarter or year before); ``all`` has no period before it and is refused.
+    The key ``month`` holds the period (the API asks for months only)."""
     from ..awards.models import CATEGORIES, Award, Rule
     from ..ledger.models import Transfer
 
-    month = periods.check_month(period or periods.current_month(), field="month")
+    month = periods.check(period or periods.current_month())
+    if month == periods.ALL:
+        raise Invalid(_("期间应为 2026-11、2026-Q4 或 2026"), code="bad_period", fields={"month": [_("格式不对")]})
+    kind = periods.kind(month)
     months = periods.run_up_to(month, 6)
     start = periods.bounds(months[0])[0]
     reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None),
@@ -156,7 +181,7 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
                Transfer.created_at >= start, Transfer.id.not_in(reversed_ids))).all()
     by_category: dict[str, dict[str, int]] = {key: {m: 0 for m in months} for key in CATEGORIES}
     for category, created_at, code, amount in rows:
-        key = periods.periods_of(created_at)[0]
+        key = periods.containing(kind, created_at)
         if key in months:
             by_category.setdefault(category, {m: 0 for m in months})[key] += amount if code == "award" else -amount
     households = db.session.scalar(select(func.count()).select_from(Household)
@@ -179,7 +204,7 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
         return {"household_id": hid, "number": numbers.get(hid, ""), "head": heads.get(hid, ""),
                 "score": this.get(hid, 0), "previous": last.get(hid, 0), "change": delta}
     return {
-        "village": village.code, "month": month, "months": months,
+        "village": village.code, "month": month, "period": month, "months": months,
         "by_category": {key: [values[m] for m in months] for key, values in by_category.items()},
         "households": households, "active": active,
         "participation": round(active / households, 4) if households else 0.0,
@@ -189,10 +214,11 @@ def village_dashboard(village: Area, period: str | None = None) -> dict:
 
 
 def town_overview(user: User, period: str | None = None) -> list[dict]:
-    """The villages a supervisor (or committee) may see, side by side for a month."""
+    """The villages a supervisor (or committee) may see, side by side for a period (a month by
+    default; the API asks for months only)."""
     from ..stores.models import Redemption
 
-    month = periods.check_month(period or periods.current_month(), field="month")
+    month = periods.check(period or periods.current_month())
     start, end = periods.bounds(month)
     rows = []
     for village in access.villages_visible(user):

@@ -20,7 +20,7 @@ from ..ledger.service import request_key
 from ..people import access
 from ..people.models import Area, Household, Resident, User
 from ..people.service import mask_name, village_by_code
-from .forms import form_int, new_form_key, safe_next, submit_once
+from .forms import confirmed, form_int, new_form_key, preview, safe_next, submit_once
 
 bp = Blueprint("awards", __name__)
 
@@ -106,6 +106,9 @@ def reverse(transfer_id):
     """Committee reversal of a posted transfer, from the award page."""
     back = safe_next(request.form.get("back")) or url_for("web.home")
     try:
+        if not confirmed():
+            return _reversal_preview(transfer_id, back)
+
         def action():
             awards.reverse_transfer(current_user, transfer_id, request.form.get("reason", ""),
                                     idempotency_key=request_key("reversal", current_user.id,
@@ -115,6 +118,38 @@ def reverse(transfer_id):
     except DomainError as error:
         flash(error.message, "error")
         return redirect(back)
+
+
+def _reversal_preview(transfer_id: int, back: str):
+    """What a reversal would undo: the award or the purchase, the household, the points."""
+    from ..ledger.models import Transfer
+    from ..stores.models import Redemption, Store
+
+    transfer = db.session.get(Transfer, transfer_id)
+    if transfer is None:
+        abort(404)
+    village = db.session.get(Area, transfer.village_id)
+    if not access.is_committee(current_user, village):
+        abort(403)
+    reason = request.form.get("reason", "").strip()
+    if transfer.code == "redemption" and transfer.redemption_id:
+        redemption = db.session.get(Redemption, transfer.redemption_id)
+        store = db.session.get(Store, redemption.store_id)
+        household = db.session.get(Household, redemption.household_id)
+        lines = [_("冲正兑换 #%(id)s（%(store)s）：退回 %(points)s 分给 %(number)s %(head)s，商品放回货架",
+                   id=redemption.id, store=store.name, points=transfer.amount, number=household.number,
+                   head=household.head.name if household.head else "")]
+    elif transfer.award_id:
+        row = award_rows([db.session.get(Award, transfer.award_id)])[0]
+        change = -transfer.amount if transfer.code == "award" else transfer.amount
+        lines = [_("冲正「%(rule)s」：%(number)s %(head)s 的积分和得分 %(change)s 分",
+                   rule=row["rule"].title, number=row["household"], head=row["head"], change="%+d" % change)]
+    else:
+        lines = [_("冲正这笔积分：%(points)s 分", points=transfer.amount)]
+    lines.append(_("冲正原因：%(reason)s", reason=reason or "—"))
+    refusal = (_("这笔已经冲正过了") if awards.is_reversed(transfer)
+               else _("请填写冲正原因") if not reason else None)
+    return preview(_("冲正"), lines, back=back, button=_("确认冲正"), refusal=refusal)
 
 
 @bp.get("/awards/<int:award_id>/photo")

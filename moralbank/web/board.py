@@ -18,15 +18,18 @@ from .forms import bounded_int
 bp = Blueprint("board", __name__)
 
 
-def _period_choices() -> list[tuple[str, str]]:
-    return [(key, periods.label(key)) for key in periods.current().values()]
+def period_groups(selected: str | None = None, kinds: tuple[str, ...] = periods.KINDS) -> list[dict]:
+    """The choices of the page's period picker (``period_picker`` in macros.html), keeping the
+    period the page shows even when it is older than the list."""
+    return periods.picker(kinds, keep=selected)
 
 
 # --- the public board ------------------------------------------------------------------------
 
 @bp.get("/v/<code>")
 def public_board(code):
-    """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked."""
+    """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked.
+    ``?print=1`` lays the ranking of the chosen period out for an A4 notice board."""
     village = village_by_code(code)
     period = request.args.get("period") or periods.current_month()
     hamlet = request.args.get("hamlet", type=bounded_int)
@@ -35,10 +38,15 @@ def public_board(code):
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("board.public_board", code=village.code))
+    choices = period_groups(period)
+    if request.args.get("print"):
+        return render_template("board/print_board.html", village=village, lines=lines, period=period,
+                               hamlet=hamlet, period_label=periods.label(period), periods=choices)
     published = rankings.snapshots(village, limit=5)
     red_list = rankings.snapshot_entries(published[0])[:10] if published else []
     return render_template("board/public.html", village=village, lines=lines, period=period, hamlet=hamlet,
-                           periods=_period_choices(), published=published, red_list=red_list,
+                           period_label=periods.label(period), last_month=periods.last_month(),
+                           periods=choices, published=published, red_list=red_list,
                            red_title=published[0].title if published else None,
                            notices=len(awards.in_notice(village)))
 

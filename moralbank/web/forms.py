@@ -5,7 +5,7 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
-from flask import abort, flash, redirect, request
+from flask import abort, flash, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -62,6 +62,28 @@ def submit_once(action):
     elif payload.get("message"):
         flash(payload["message"], payload.get("category", "success"))
     return redirect(payload["redirect"])
+
+
+def confirmed() -> bool:
+    """Whether the posted form carries ``confirm=1``: the second step of an action that cannot be
+    undone (publish, settle, reverse, revoke a card). See ``preview``."""
+    return request.form.get("confirm") == "1"
+
+
+def preview(title: str, lines: list[str], *, back: str, button: str | None = None,
+            refusal: str | None = None):
+    """The first step of an action that cannot be undone: a page (200) that says what would happen
+    (``lines``) and a 确认 button that posts the same form again, every field as it came (CSRF
+    token and idempotency key included) plus ``confirm=1``. Nothing is written. With ``refusal``
+    the page says why it would not be done and offers no button (422). Works without JavaScript.
+
+    A view calls it when ``confirmed()`` is false and runs its action otherwise.
+    """
+    fields = [(name, value) for name, values in request.form.lists() if name != "confirm" for value in values]
+    page = render_template("confirm.html", title=title, lines=lines, fields=fields, back=back,
+                           action=request.full_path if request.query_string else request.path,
+                           button=button or _("确认"), refusal=refusal)
+    return page, 422 if refusal else 200
 
 
 def committee_village() -> Area:

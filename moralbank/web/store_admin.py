@@ -8,7 +8,7 @@ import io
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import periods
 from ..database import write_transaction
@@ -19,13 +19,15 @@ from ..people.models import Area, Household
 from ..stores import service as stores
 from ..stores.models import Item, Store
 from ..stores.qr import qr_png
-from .forms import committee_village, form_int, new_form_key, submit_once
+from .board import period_groups
+from .forms import committee_village, confirmed, form_int, new_form_key, preview, submit_once
 from .shop import bp
 
 
 def _stores_page(village: Area):
     return render_template("shop/committee_stores.html", village=village, shops=stores.village_stores(village),
-                           form_key=new_form_key(), period=periods.current_month())
+                           form_key=new_form_key(), period=periods.current_month(),
+                           last_month=periods.last_month())
 
 
 def _item_change(store_id: int, action_of):
@@ -96,6 +98,9 @@ def statement(store_id):
         if not access.is_committee(current_user, db.session.get(Area, store.village_id)):
             abort(403)  # readers of the statement (clerk, supervisor) do not settle
         try:
+            if not confirmed():
+                return _settle_preview(store, period)
+
             def action():
                 settlement = stores.settle(current_user, store, period)
                 return {"redirect": url_for("shop.statement", store_id=store.id, period=period),
@@ -111,7 +116,25 @@ def statement(store_id):
         owed = stores.statement(current_user, store, period)
     village = db.session.get(Area, store.village_id)
     return render_template("shop/statement.html", s=owed, store=store, village=village,
-                           can_settle=access.is_committee(current_user, village), form_key=new_form_key())
+                           period_label=periods.label(owed.period),
+                           periods=period_groups(owed.period, ("month",)),
+                           can_settle=access.is_committee(current_user, village), form_key=new_form_key(),
+                           refusal=stores.settlement_refusal(owed))
+
+
+def _settle_preview(store: Store, period: str):
+    """What settling would record: the store, the month, how many redemptions, points and money."""
+    owed = stores.statement(current_user, store, period)
+    village = db.session.get(Area, store.village_id)
+    count = sum(1 for row in owed.redemptions if not row["reversed"])
+    lines = [_("与 %(store)s 结算 %(period)s：%(n)s 笔兑换，共 %(points)s 分",
+               store=store.name, period=periods.label(owed.period), n=count, points=owed.points),
+             _("应付 %(yuan)s 元（每分 %(rate)s 元）", yuan="%.2f" % (owed.fen / 100),
+               rate="%.2f" % (village.fen_per_point / 100)),
+             _("结算以后，这个月这家商店的兑换不能再冲正")]
+    refusal = stores.settlement_refusal(owed)
+    return preview(_("记录结算"), lines, back=url_for("shop.statement", store_id=store.id, period=owed.period),
+                   button=_("确认结算"), refusal=refusal.message if refusal else None)
 
 
 @bp.get("/stores/<int:store_id>/statement.xlsx")
@@ -167,6 +190,15 @@ def household_card(household_id):
 def revoke_card(household_id):
     """Revoke every paper card of the household (a lost card)."""
     household, village = _card_household(household_id)
+    if not confirmed():
+        from ..stores.models import HouseholdCard
+        active = db.session.scalar(select(func.count()).select_from(HouseholdCard).where(
+            HouseholdCard.household_id == household.id, HouseholdCard.revoked_at.is_(None))) or 0
+        lines = [_("停用 %(number)s %(head)s 的 %(n)s 张积分卡", number=household.number,
+                   head=household.head.name if household.head else "", n=active),
+                 _("停用以后，这些卡在商店不能再用；要用卡请重新发卡")]
+        return preview(_("停用积分卡"), lines, back=url_for("shop.household_card", household_id=household.id),
+                       button=_("确认停用"), refusal=None if active else _("这户没有有效的卡"))
     try:
         with write_transaction():
             count = stores.revoke_card(current_user, household)

@@ -145,10 +145,21 @@ def index():
 @bp.get("/home")
 @login_required
 def home():
-    """The landing page of each role: what they need first."""
+    """The landing page of each role: its job first. The committee's to-do (``web.todo``); the
+    grid manager's inspection sheet and the clerk's 收款 are pages of their own, so 首页 sends
+    them there; a resident sees the household, a supervisor the villages."""
     user = current_user
+    roles = set(user.roles)
+    committee = access.committee_village(user) if roles & {"committee", "admin"} else None
+    if committee is None and "grid" in roles:
+        return redirect(url_for("awards.sheet"))
+    if committee is None and "clerk" in roles and access.clerk_store_id(user):
+        return redirect(url_for("shop.shop_home"))
     household = access.own_household(user)
     context: dict = {"roles": user.roles}
+    if committee is not None:
+        from .todo import committee_todo
+        context["todo"] = committee_todo(committee)
     if household is not None:
         from .resident import resident_home_context
         context.update(resident_home_context(household))
