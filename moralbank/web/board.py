@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 
 from .. import periods
 from ..awards import service as awards
+from ..awards import vetoes
 from ..errors import DomainError
 from ..people import access
 from ..people.service import village_by_code
@@ -36,7 +37,10 @@ def public_board(code):
         flash(error.message, "error")
         return redirect(url_for("board.public_board", code=village.code))
     published = rankings.snapshots(village, limit=5)
-    red_list = rankings.snapshot_entries(published[0])[:10] if published else []
+    red_list = []
+    if published:  # a household vetoed since the ranking was published leaves the red list too
+        vetoed = vetoes.vetoed_in(village, published[0].period)
+        red_list = [e for e in rankings.snapshot_entries(published[0]) if e.household_id not in vetoed][:10]
     return render_template("board/public.html", village=village, lines=lines, period=period, hamlet=hamlet,
                            periods=_period_choices(), published=published, red_list=red_list,
                            red_title=published[0].title if published else None,

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from ..audit.models import AuditEntry
 from ..awards import service as awards
-from ..awards.models import CAP_PERIODS, CATEGORIES, Objection, Rule
+from ..awards.models import CAP_PERIODS, CATEGORIES, Objection, Rule, RuleStatus
+from ..awards.rules import draft_rules
 from ..database import local_zone, write_transaction
 from ..errors import DomainError
 from ..extensions import db
@@ -72,12 +73,20 @@ def _rule_fields(form) -> dict:
             "points": form_int(form.get("points"), "points", signed=True),
             "cap_count": form_int(cap_count, "cap_count") if cap_count else None,
             "cap_period": (form.get("cap_period") or None) if cap_count else None,
-            "photo_required": bool(form.get("photo_required"))}
+            "photo_required": bool(form.get("photo_required")), "veto": bool(form.get("veto"))}
 
 
 def _rules_page(village: Area, status: int = 200):
     return render_template("awards/rules.html", village=village, rules=awards.active_rules(village),
-                           categories=CATEGORIES, periods=CAP_PERIODS, form_key=new_form_key()), status
+                           drafts=draft_rules(village), categories=CATEGORIES, periods=CAP_PERIODS,
+                           form_key=new_form_key()), status
+
+
+def _drafted(rule: Rule, done: str) -> str:
+    """The message after a change of the catalogue: done, or drafted for the next meeting."""
+    if rule.status == RuleStatus.DRAFT:
+        return _("已起草「%(title)s」，村民会议通过后生效", title=rule.title)
+    return done
 
 
 def _rule_change(action_of):
@@ -107,7 +116,8 @@ def create_rule():
 
         def action():
             rule = awards.create_rule(village, actor=current_user, **fields)
-            return {"redirect": url_for("awards.rules"), "message": _("已添加「%(title)s」", title=rule.title)}
+            return {"redirect": url_for("awards.rules"),
+                    "message": _drafted(rule, _("已添加「%(title)s」", title=rule.title))}
         return action
     return _rule_change(action_of)
 
@@ -122,8 +132,8 @@ def revise_rule(rule_id):
         def action():
             rule = awards.revise_rule(_village_rule(village, rule_id), actor=current_user, **fields)
             return {"redirect": url_for("awards.rules"),
-                    "message": _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
-                                 title=rule.title, v=rule.version)}
+                    "message": _drafted(rule, _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
+                                                title=rule.title, v=rule.version))}
         return action
     return _rule_change(action_of)
 
@@ -135,8 +145,9 @@ def retire_rule(rule_id):
     def action_of(village):
         def action():
             rule = _village_rule(village, rule_id)
-            awards.retire_rule(rule, actor=current_user)
-            return {"redirect": url_for("awards.rules"), "message": _("已停用「%(title)s」", title=rule.title)}
+            changed = awards.retire_rule(rule, actor=current_user)
+            return {"redirect": url_for("awards.rules"),
+                    "message": _drafted(changed, _("已停用「%(title)s」", title=rule.title))}
         return action
     return _rule_change(action_of)
 
