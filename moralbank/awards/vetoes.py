@@ -58,8 +58,7 @@ def veto_of(household: Household, at: datetime | None = None) -> dict | None:
     day of the veto period, inclusive), or None."""
     village = db.session.get(Area, household.village_id)
     now = at or utcnow()
-    start, end = periods.bounds(_period_of(village, now))
-    rows = _veto_awards(village.id, start, min(end, now + timedelta(seconds=1)), household.id)
+    rows = _veto_awards(village.id, *periods.bounds(_period_of(village, now)), household.id)
     return _veto(village, rows[0]) if rows else None
 
 
@@ -70,7 +69,6 @@ def vetoed_in(village: Area, period: str | None = None) -> dict[int, dict]:
     now = utcnow()
     if period in (None, periods.ALL):
         start, end = periods.bounds(_period_of(village, now))
-        end = min(end, now + timedelta(seconds=1))
     else:
         first, end = periods.bounds(period)
         start = periods.bounds(_period_of(village, first))[0]
