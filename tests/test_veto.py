@@ -142,3 +142,20 @@ def test_the_openapi_document_names_the_governance_fields(client):
         schemas["Village"]["properties"])
     assert {"post", "get"} <= set(document["paths"]["/villages/{code}/meetings"])
     assert re.search("no_quorum", document["paths"]["/villages/{code}/meetings"]["post"]["summary"])
+
+
+def test_the_settings_page_sets_the_governance_settings(client, api, auth):
+    from support import csrf_from
+    auth.login("committee")
+    page = client.get("/committee/settings").get_data(as_text=True)
+    assert 'name="rule_changes_need_meeting"' in page and 'name="veto_period"' in page
+    form = {"csrf_token": csrf_from(page), "notice_days": "3", "code_ttl_seconds": "300", "approval_threshold": "20",
+            "star_thresholds": "20 50 100 160 240", "governance": "1", "rule_changes_need_meeting": "1",
+            "veto_blocks_redemption": "1", "veto_period": "quarter"}
+    assert client.post("/committee/settings", data=form).status_code == 302
+    body = api.get(f"{API}/villages/BLM", "committee").get_json()
+    assert (body["rule_changes_need_meeting"], body["veto_blocks_redemption"], body["veto_hides_ranking"],
+            body["veto_period"]) == (True, True, False, "quarter")
+    refused = client.post("/committee/settings", data={**form, "veto_period": "week"})
+    assert refused.status_code == 422 and "一票否决的期限" in refused.get_data(as_text=True)
+    assert api.get(f"{API}/villages/BLM", "committee").get_json()["veto_period"] == "quarter"

@@ -207,6 +207,22 @@ def _setting_value(key: str, text: str):
     return int(text) if text.isascii() and text.isdigit() else text
 
 
+#: issue 14's settings, shown as yes/no boxes and a choice of period (a form without the marker
+#: field ``governance`` leaves them as they are)
+FLAG_SETTINGS = {"rule_changes_need_meeting": N_("积分清单的修改须经村民会议通过"),
+                 "veto_blocks_redemption": N_("被一票否决的户不能使用积分"),
+                 "veto_hides_ranking": N_("被一票否决的户不出现在积分榜上")}
+VETO_PERIOD_LABELS = {"month": N_("到当月底"), "quarter": N_("到当季度末"), "year": N_("到当年底")}
+
+
+def _governance_changes(form, current: dict) -> dict:
+    if not form.get("governance"):
+        return {}
+    typed = {key: bool(form.get(key)) for key in FLAG_SETTINGS}
+    typed["veto_period"] = form.get("veto_period", "")
+    return {key: value for key, value in typed.items() if value != current[key]}
+
+
 @bp.route("/committee/settings", methods=["GET", "POST"])
 @login_required
 def village_settings():
@@ -218,13 +234,14 @@ def village_settings():
     if request.method == "POST":
         typed = {key: _setting_value(key, request.form.get(key, "")) for key in SETTINGS}
         changes = {key: value for key, value in typed.items() if value != current[key]}
+        changes.update(_governance_changes(request.form, current))
         try:
             with write_transaction():
                 villages.change_settings(current_user, village, changes)
         except DomainError as error:
             problems = error.fields
-            flash(error.message + "：" + "、".join(_(SETTINGS[key]) for key in problems if key in SETTINGS),
-                  "error")
+            labels = {**SETTINGS, **FLAG_SETTINGS, "veto_period": N_("一票否决的期限")}
+            flash(error.message + "：" + "、".join(_(labels[key]) for key in problems if key in labels), "error")
             status = 422
         else:
             flash(_("设置已保存") if changes else _("设置没有变化"), "success")
@@ -233,4 +250,5 @@ def village_settings():
                    " ".join(map(str, current[key])) if key == "star_thresholds" else str(current[key]))
              for key in SETTINGS}
     return render_template("awards/settings.html", village=village, settings=SETTINGS, shown=shown,
-                           problems=problems), status
+                           problems=problems, flags=FLAG_SETTINGS, veto_periods=VETO_PERIOD_LABELS,
+                           current=current), status
