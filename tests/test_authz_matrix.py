@@ -556,7 +556,7 @@ def _other_hamlet_ids(app, api) -> dict:
     neighbours = [h for h in households if h != household]
     ids = {"household": household, "rule": small.id, "transfer": transfer, "redemption": redemption,
            "store": store, "item": item, "hamlet": others[0], "snapshot": snapshot, "code": "12345678",
-           "month": "2026-01"}
+           "month": "2026-01", "meeting": 1}  # a meeting names no household (gov-rules)
     photo = api.post("/api/v1/awards", "committee", data={
         "household_id": str(household), "rule_id": str(small.id), "photo": (io.BytesIO(_jpeg()), "yard.jpg")},
         content_type="multipart/form-data")
