@@ -52,3 +52,27 @@ def test_a_meeting_adopts_a_draft_and_the_board_shows_it(app, phone):
     page.goto("/v/BLM/catalogue?print=1")
     assert "参加村规民约宣讲" in page.inner_text("table")
     screenshot(page, "board-catalogue-print")
+
+
+def test_a_vetoed_household_sees_why_and_until_when(app, phone):
+    from sqlalchemy import select
+
+    from moralbank.awards.models import Rule
+    from moralbank.awards.posting import record_award
+    from moralbank.people import access
+
+    with app.app_context():
+        with write_transaction():
+            resident = db.session.query(User).filter_by(phone="13800000003").one()
+            household = access.own_household(resident)
+            rule = db.session.scalar(select(Rule).where(Rule.village_id == household.village_id,
+                                                        Rule.veto.is_(True), Rule.active.is_(True)).order_by(Rule.id))
+            record_award(household, rule)
+            title = rule.title
+        db.session.remove()
+    page = phone
+    login(page, "13800000003")
+    notice = page.locator("[data-testid=veto]").inner_text()
+    assert title in notice and "前不评星级、不上红榜" in notice, notice
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    screenshot(page, "resident-home-vetoed")
