@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ..audit.models import AuditEntry
 from ..awards import service as awards
 from ..awards.models import CAP_PERIODS, CATEGORIES, Objection, Rule, RuleStatus
-from ..awards.rules import draft_rules
+from ..awards.rules import draft_change, draft_rules
 from ..database import local_zone, write_transaction
 from ..errors import DomainError
 from ..extensions import db
@@ -77,9 +77,10 @@ def _rule_fields(form) -> dict:
 
 
 def _rules_page(village: Area, status: int = 200):
+    drafts = draft_rules(village)
     return render_template("awards/rules.html", village=village, rules=awards.active_rules(village),
-                           drafts=draft_rules(village), categories=CATEGORIES, periods=CAP_PERIODS,
-                           form_key=new_form_key()), status
+                           drafts=drafts, changes={rule.id: draft_change(rule) for rule in drafts},
+                           categories=CATEGORIES, periods=CAP_PERIODS, form_key=new_form_key()), status
 
 
 def _drafted(rule: Rule, done: str) -> str:
