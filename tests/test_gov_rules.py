@@ -238,3 +238,21 @@ def test_the_demo_adopts_its_catalogue_at_a_meeting_and_keeps_a_draft(empty_app)
         household = next(iter(vetoed))
         from moralbank.extensions import db
         assert vetoes.veto_of(db.session.get(Household, household))["title"] == "聚众赌博"
+
+
+@pytest.mark.clock("2026-12-01 10:00")
+def test_the_catalogue_editor_drafts_when_changes_need_a_meeting(app, client, api, auth):
+    need_meetings(client, api)
+    auth.login("committee")
+    page = client.get("/committee/rules").get_data(as_text=True)
+    form = {"csrf_token": csrf_from(page), "idempotency_key": uuid.uuid4().hex, "category": "deduction",
+            "title": "殴打老人", "points": "-20", "veto": "1"}
+    done = client.post("/committee/rules/new", data=form, follow_redirects=True).get_data(as_text=True)
+    assert "已起草「殴打老人」，村民会议通过后生效" in done
+    drafts = done.split("等待村民会议表决的草案")[1]
+    assert "殴打老人" in drafts and "一票否决" in drafts
+    refused = client.post("/committee/rules/new", data={**form, "idempotency_key": uuid.uuid4().hex,
+                                                         "category": "volunteer", "points": "5"})
+    assert refused.status_code == 422 and "一票否决项只能是扣分项" in refused.get_data(as_text=True)
+    created = [rule for rule in rules_by_id(api, status="draft").values() if rule["title"] == "殴打老人"]
+    assert len(created) == 1 and created[0]["veto"] is True
