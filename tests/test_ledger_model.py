@@ -749,13 +749,15 @@ class LedgerMachine(RuleBasedStateMachine):
             self.veto_awards.setdefault(household_id, []).append((transfer_id, posted_at))
         db.session.rollback()
 
-    def _vetoed(self) -> set[int]:
-        """The model's vetoed households: an unreversed veto award posted in this veto period (the year)."""
+    def _vetoed(self, before: datetime | None = None) -> set[int]:
+        """The model's vetoed households: an unreversed veto award posted in this veto period (the year),
+        ``before`` a moment if given (a ranking period's end: postings after it do not touch it; only
+        earlier examples, whose clock ran later, leave such postings)."""
         from moralbank import periods
         year = periods.containing("year", self._now())
         return {household_id for household_id, postings in self.veto_awards.items()
                 if any(transfer_id not in self.reversed and periods.containing("year", posted_at) == year
-                       for transfer_id, posted_at in postings)}
+                       and (before is None or posted_at < before) for transfer_id, posted_at in postings)}
 
     @rule(target=veto_transfers, h=st.integers(0, HOUSEHOLDS - 1))
     def veto_award(self, h):
@@ -797,7 +799,7 @@ class LedgerMachine(RuleBasedStateMachine):
         from moralbank.rankings import service as rankings
         from moralbank import periods
         self._sync_clock()
-        vetoed = self._vetoed()
+        vetoed = self._vetoed(before=periods.bounds(periods.current_month())[1])
         try:
             with write_transaction():
                 snapshot = rankings.publish(db.session.get(User, self.committee_id),
