@@ -162,6 +162,40 @@ def _award_event(rng, moment, household, rules, used, *, shuffle=True):
     return moment, "award", household, None
 
 
+def _governance_rules_and_veto(village: Area, committee, grid, households) -> None:
+    """Issue 14, parts 1 and 2: the catalogue as a 2026 村民代表会议 adopted it (with three 一票否决
+    items), the village's rule changes needing a meeting from then on, one draft waiting for the
+    next meeting, and a household vetoed by a posted 聚众赌博 award (not the demo resident's)."""
+    from datetime import date, timedelta
+
+    from .audit.service import record as audit
+    from .awards.models import Meeting, Rule
+    from .awards.rules import active_rules, revise_rule
+
+    gambling = next(rule for rule in active_rules(village) if rule.title == "聚众赌博")
+    # A new version, so the deductions already posted under the old one veto nobody after the fact.
+    gambling = revise_rule(gambling, actor=committee, veto=True)
+    create_rule(village, category="deduction", title="违法犯罪被依法处理", points=-50, veto=True)
+    create_rule(village, category="deduction", title="拒不履行赡养义务", points=-30, veto=True)
+    today = periods.today()
+    held_on = date(today.year, 3, 12) if today > date(today.year, 3, 12) else today - timedelta(days=1)
+    meeting = Meeting(village_id=village.id, held_on=held_on, kind="representatives", entitled=45, present=43,
+                      votes_for=41, votes_against=2, votes_abstain=0, recorded_by_id=committee.id)
+    db.session.add(meeting)
+    db.session.flush()
+    for rule in active_rules(village):
+        rule.adopted_by_id = meeting.id
+    audit("meeting.record", actor=committee, village_id=village.id, target=meeting,
+          detail={"held_on": held_on.isoformat(), "kind": meeting.kind, "adopted": "demo catalogue"})
+    village.rule_changes_need_meeting = True
+    create_rule(village, category="volunteer", title="参加垃圾分类督导", points=3, cap_count=4, cap_period="month",
+                actor=committee)
+    now = utcnow()
+    year_start = periods.bounds(periods.containing("year", now))[0]
+    at = now - min(timedelta(days=3), (now - year_start) / 2)
+    record_award(households[7], db.session.get(Rule, gambling.id), proposer=grid, approver=committee, at=at)
+
+
 def seed_demo(echo=print) -> bool:
     """Create the demo county, town, villages, people, catalogue, stores and history. False if present."""
     if db.session.scalar(select(Area.id).where(Area.code == "BLM")) is not None:
@@ -215,6 +249,7 @@ def seed_demo(echo=print) -> bool:
             db.session.refresh(store)
         _history(rng, blm_rules, blm_households, blm_stores, committee, grid, resident=resident_household)
         _history(rng, xlc_rules, xlc_households, xlc_stores, xlc_committee, None)
+        _governance_rules_and_veto(blm, committee, grid, blm_households)
     echo("Demo village loaded: 八里庙村 (BLM, 60 households) and 新立村 (XLC, 20 households).")
     echo(f"Logins (password {DEMO_PASSWORD}):")
     for phone, role in (("13800000001", "committee of BLM"), ("13800000002", "grid manager of 八里庙屯"),

@@ -53,6 +53,14 @@ def build_database(uri: str, *, seed: bool) -> None:
         if seed:
             from moralbank.demo import seed_demo
             seed_demo(echo=lambda *args: None)
+            # The demo's BLM adopts rule changes by villagers' meeting (drafts until then); the tests
+            # of other features add rules and use them at once, so their template does not. The
+            # governance tests (test_gov_rules.py) turn it back on.
+            from moralbank.database import write_transaction
+            from moralbank.people.models import Area
+            with write_transaction():
+                for village in db.session.query(Area).filter(Area.rule_changes_need_meeting.is_(True)):
+                    village.rule_changes_need_meeting = False
         db.session.remove()
         db.engine.dispose()
 

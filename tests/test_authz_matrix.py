@@ -133,6 +133,18 @@ route("api.revoke_cards", "DELETE", "committee_write", lambda i: f"{A}/household
 route("api.unlock_card", "POST", "clerk_write", lambda i: f"{A}/stores/{i['store']}/card-unlocks",
       json={"card": "x" * 20, "pin": "1234"})
 
+# gov-rules (issue 14): villagers' meetings adopting the catalogue's drafts
+route("api.create_meeting", "POST", "committee_write", lambda i: f"{A}/villages/XLC/meetings",
+      json=lambda i: {"held_on": "2026-03-12", "kind": "assembly", "entitled": 10, "present": 8, "votes_for": 8,
+                      "votes_against": 0, "votes_abstain": 0, "adopts": [i["rule"]]})
+route("api.list_meetings", "GET", "staff_read", lambda i: f"{A}/villages/XLC/meetings")
+route("awards.meetings_page", "GET", "any_user", lambda i: "/committee/meetings")
+route("awards.meetings_page", "POST", "own_village_write", lambda i: "/committee/meetings",
+      form=lambda i: {"held_on": "2026-03-12", "kind": "assembly", "entitled": "10", "present": "8",
+                      "votes_for": "8", "votes_against": "0", "votes_abstain": "0", "adopts": str(i["rule"])})
+route("awards.meeting_minutes", "GET", "village_user_read", lambda i: f"/committee/meetings/{i['meeting']}/minutes")
+route("board.catalogue", "GET", "public", lambda i: "/v/XLC/catalogue")
+
 # --- web --------------------------------------------------------------------------------------------------------
 route("web.index", "GET", "public", lambda i: "/")
 route("health.healthz", "GET", "public", lambda i: "/healthz")
@@ -295,13 +307,24 @@ def _xlc_ids(app, api) -> dict:
     response = api.post(f"/api/v1/awards/{ids['noticed']}/approve", "committee_xlc")
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["status"] == "approved", response.get_json()  # 公示中: open to objections
+    from datetime import date
+    from moralbank.awards.models import Meeting
+    from moralbank.database import write_transaction
+    with session_of(app) as s:
+        with write_transaction():
+            meeting = Meeting(village_id=s.scalar(select(Area.id).where(Area.code == "XLC")), held_on=date(2026, 3, 12),
+                              kind="assembly", entitled=20, present=15, votes_for=15, votes_against=0,
+                              votes_abstain=0, minutes_path="missing.jpg")
+            s.add(meeting)
+            s.flush()
+            ids["meeting"] = meeting.id
     assert None not in ids.values(), ids
     return ids
 
 
 def _fingerprint(app) -> str:
     """Everything a refused request must not change."""
-    from moralbank.awards.models import Award, Objection, Rule
+    from moralbank.awards.models import Award, Meeting, Objection, Rule
     from moralbank.ledger.models import Transfer
     from moralbank.people.models import Area
     from moralbank.rankings.models import RankingSnapshot
@@ -317,7 +340,8 @@ def _fingerprint(app) -> str:
             s.execute(select(HouseholdCard.id, HouseholdCard.revoked_at).order_by(HouseholdCard.id)).all()
             if hasattr(HouseholdCard, "revoked_at") else s.scalar(select(func.count()).select_from(HouseholdCard)),
             s.execute(select(Award.id, Award.status).order_by(Award.id)).all(),
-            s.execute(select(Rule.id, Rule.active, Rule.points).order_by(Rule.id)).all(),
+            s.execute(select(Rule.id, Rule.active, Rule.points, Rule.status).order_by(Rule.id)).all(),
+            s.scalar(select(func.count()).select_from(Meeting)),
             s.execute(select(Item.id, Item.name, Item.points, Item.stock, Item.active).order_by(Item.id)).all(),
             s.execute(select(Area.code, Area.notice_days, Area.approval_threshold).order_by(Area.code)).all(),
         ]
@@ -534,7 +558,7 @@ def _other_hamlet_ids(app, api) -> dict:
     neighbours = [h for h in households if h != household]
     ids = {"household": household, "rule": small.id, "transfer": transfer, "redemption": redemption,
            "store": store, "item": item, "hamlet": others[0], "snapshot": snapshot, "code": "12345678",
-           "month": "2026-01"}
+           "month": "2026-01", "meeting": 1}  # a meeting names no household (gov-rules)
     photo = api.post("/api/v1/awards", "committee", data={
         "household_id": str(household), "rule_id": str(small.id), "photo": (io.BytesIO(_jpeg()), "yard.jpg")},
         content_type="multipart/form-data")

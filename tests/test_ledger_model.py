@@ -22,6 +22,9 @@ Invariants after every step (one statement reads all but ``verify()``):
   says (a refused redemption leaves its code usable); the store's redemptions and
   settlements are the model's;
 * ``verify()`` finds nothing (every ``MORALBANK_MODEL_VERIFY_EVERY``-th step).
+* (一票否决, issue 14) a household is vetoed exactly when it has a posted, unreversed award under
+  a veto item posted in the current veto period (the village's year); a vetoed
+  household has no stars, and a red list published then leaves it out.
 
 What the model predicts, rule by rule, is what the services promise: a redemption is
 refused with ``code_used`` (409) for a used code, ``code_expired`` (409) once its
@@ -123,7 +126,14 @@ MUST_HAPPEN = ("award", "deduction", "spend", "spend refused", "code issued", "r
                "redemption refused: empty_cart", "restock", "settlement", "settlement refused: period_open",
                "settlement refused: already_settled", "settlement refused: nothing_to_settle", "reversal",
                "reversal refused: already reversed", "reversal refused: is a reversal",
-               "reversal refused: settlement", "reversal refused: period_settled", "replay", "key conflict")
+               "reversal refused: settlement", "reversal refused: period_settled", "replay", "key conflict",
+               "veto", "veto reversal", "red list")
+
+
+def awards_models():
+    """moralbank.awards.models (gov-rules' block reads its Rule)."""
+    from moralbank.awards import models
+    return models
 
 
 def month_of(moment: datetime, zone) -> str:
@@ -213,6 +223,9 @@ class LedgerMachine(RuleBasedStateMachine):
     sales = Bundle("sales")
     settlements_made = Bundle("settlements_made")
     codes = Bundle("codes")
+    #: --- gov-rules (issue 14, 一票否决): the postings of veto awards, kept apart from ``transfers``
+    #: (their key is the award's, which ``replay`` and ``reuse_key_for_another_amount`` do not make)
+    veto_transfers = Bundle("veto_transfers")
 
     def __init__(self):
         super().__init__()
@@ -243,6 +256,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.redemptions = 0                    # redemption rows of the store
         self.new_transfers = 0                  # transfers written since the set-up
         self.reader = None                      # the invariants' connection (PostgreSQL)
+        self.veto_awards: dict[int, list] = {}  # household id -> [(posting transfer id, posted at)] (gov-rules)
 
     def teardown(self):
         try:
@@ -345,6 +359,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # a step, not three (BEGIN, the statement, ROLLBACK). The statement is one snapshot either way.
         if db.engine.dialect.name == "postgresql":
             self.reader = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._start_vetoes()
         self.ready = True
 
     # --- helpers -----------------------------------------------------------------------------
@@ -712,6 +727,108 @@ class LedgerMachine(RuleBasedStateMachine):
         self.settlements[settled[0]] = owed
         return Record(posted.id, posted.idempotency_key, self.store, self.issuance, owed, "settlement",
                       self._month(), settlement_id=settled[0])
+
+    # --- gov-rules (issue 14): 一票否决 ------------------------------------------------------------
+    # Veto awards posted and reversed; the invariant compares who is vetoed, their stars and the red
+    # list with the model. (gov-integrity's expiry and offline's holds have blocks of their own.)
+
+    def _start_vetoes(self) -> None:
+        """The village's veto item, and the veto awards earlier examples left on the picked households
+        (the examples share one database; the model starts from what is there)."""
+        from moralbank.awards.models import Award, AwardStatus, Rule
+        self.veto_rule_id = db.session.scalar(select(Rule.id).where(
+            Rule.village_id == self.village_id, Rule.veto.is_(True), Rule.active.is_(True)).order_by(Rule.id))
+        assert self.veto_rule_id is not None, "the demo has veto items"
+        reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None))
+        for household_id, transfer_id, posted_at in db.session.execute(
+                select(Award.household_id, Transfer.id, Award.posted_at)
+                .join(Rule, Rule.id == Award.rule_id).join(Transfer, Transfer.award_id == Award.id)
+                .where(Award.household_id.in_(self.household_of.values()), Rule.veto.is_(True),
+                       Award.status == AwardStatus.POSTED, Transfer.code == "deduction",
+                       Transfer.id.not_in(reversed_ids))):
+            self.veto_awards.setdefault(household_id, []).append((transfer_id, posted_at))
+        db.session.rollback()
+
+    def _vetoed(self, before: datetime | None = None) -> set[int]:
+        """The model's vetoed households: an unreversed veto award posted in this veto period (the year),
+        ``before`` a moment if given (a ranking period's end: postings after it do not touch it; only
+        earlier examples, whose clock ran later, leave such postings)."""
+        from moralbank import periods
+        year = periods.containing("year", self._now())
+        return {household_id for household_id, postings in self.veto_awards.items()
+                if any(transfer_id not in self.reversed and periods.containing("year", posted_at) == year
+                       and (before is None or posted_at < before) for transfer_id, posted_at in postings)}
+
+    @rule(target=veto_transfers, h=st.integers(0, HOUSEHOLDS - 1))
+    def veto_award(self, h):
+        """An award under the veto item, decided and posted (``record_award``, as paper records are)."""
+        self._sync_clock()
+        account = self.accounts[h]
+        with write_transaction():
+            rule_row = db.session.get(awards_models().Rule, self.veto_rule_id)
+            household_row = db.session.get(Household, self.household_of[account])
+            posted = awards.record_award(household_row, rule_row,
+                                         approver=db.session.get(User, self.committee_id))
+            transfer = awards.award_transfer(posted)
+            row = (transfer.id, transfer.debit_account_id, transfer.credit_account_id, transfer.amount,
+                   transfer.code, posted.posted_at, posted.id)
+        amount = -rule_row.points
+        assert row[1:5] == (account, self.sink, amount, "deduction"), row
+        self._count("veto")
+        self.new_transfers += 1
+        self.model[account] -= amount
+        self.model[self.sink] += amount
+        if self.model[account] < 0:
+            self.low_by[account] = "deduction"
+        self._score(account, self._month(), -amount)
+        self.veto_awards.setdefault(self.household_of[account], []).append((row[0], row[5]))
+        return Record(row[0], f"award:{row[6]}", account, self.sink, amount, "deduction", self._month())
+
+    @rule(target=transfers, original=veto_transfers)
+    def reverse_veto(self, original):
+        """The committee reverses a veto award's posting: the veto lifts."""
+        self._sync_clock()
+        done = self._reverse(original)
+        if original.id in self.reversed and not isinstance(done, type(multiple())):
+            self._count("veto reversal")
+        return done
+
+    @rule()
+    def publish_red_list(self):
+        """The committee publishes this month's red list: no vetoed household is on it."""
+        from moralbank.rankings import service as rankings
+        from moralbank import periods
+        self._sync_clock()
+        vetoed = self._vetoed(before=periods.bounds(periods.current_month())[1])
+        try:
+            with write_transaction():
+                snapshot = rankings.publish(db.session.get(User, self.committee_id),
+                                            db.session.get(Area, self.village_id), periods.current_month())
+                listed = {entry.household_id for entry in rankings.snapshot_entries(snapshot)}
+        except DomainError as refused:
+            assert refused.code == "empty_ranking", refused
+            self._count("red list refused: empty")
+            return
+        assert not listed & vetoed, f"vetoed households {listed & vetoed} on the red list"
+        self._count("red list")
+
+    @invariant()
+    def vetoed_exactly_as_the_model_says(self):
+        if not self.ready:
+            return
+        from moralbank.awards import vetoes
+        from moralbank.rankings.households import household_summary
+        self._sync_clock()  # a ``wait`` moved the model's time, not yet the app's
+        expected = self._vetoed()
+        found = set(vetoes.vetoed_in(db.session.get(Area, self.village_id))) & set(self.household_of.values())
+        assert found == expected, (f"vetoed {found}, model {expected} at {self._now()}: "
+                                   f"{vetoes.vetoed_in(db.session.get(Area, self.village_id))}, {self.veto_awards}")
+        for household_id in expected:
+            summary = household_summary(db.session.get(Household, household_id))
+            assert summary["stars"] == 0 and summary["veto"] is not None, summary
+        db.session.rollback()
+
+    # --- end of gov-rules ------------------------------------------------------------------------
 
     # --- invariants --------------------------------------------------------------------------
 

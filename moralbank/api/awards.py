@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..awards import service as awards
-from ..awards.models import Award, AwardStatus, Rule
+from ..awards.models import Award, AwardStatus, Rule, RuleStatus
 from ..database import write_transaction
 from ..errors import Invalid
 from ..extensions import db
@@ -60,13 +60,16 @@ def patch_village(code):
 
 @bp.get("/villages/<code>/rules")
 @token_required
-@doc("The village's rule catalogue (active items; ?all=1 includes old versions)", response=s.RuleListSchema,
+@doc("The village's rule catalogue: the items in force; ?status=draft the drafts waiting for a meeting; "
+     "?all=1 every version", response=s.RuleListSchema,
      errors=(404,), query=s.RuleListArgsSchema)
 def list_rules(code):
     village = village_by_code(code)  # any logged-in user may read a catalogue
     args = s.RuleListArgsSchema().load(request.args)
     query = select(Rule).where(Rule.village_id == village.id)
-    if not args["all"]:
+    if args["status"]:
+        query = query.where(Rule.status == args["status"])
+    elif not args["all"]:
         query = query.where(Rule.active.is_(True))
     rules = db.session.scalars(query.order_by(Rule.category, Rule.id)).all()
     return jsonify({"items": [rule_body(rule) for rule in rules], "next": None})
@@ -74,7 +77,8 @@ def list_rules(code):
 
 @bp.post("/villages/<code>/rules")
 @token_required
-@doc("Add a rule to the catalogue (committee)", request=s.RuleSchema, response=s.RuleSchema, status=201,
+@doc("Add a rule to the catalogue (committee); a draft (status draft) when the village's rule changes need "
+     "a meeting", request=s.RuleSchema, response=s.RuleSchema, status=201,
      errors=(403, 404))
 def create_rule(code):
     village = village_by_code(code)
@@ -84,7 +88,7 @@ def create_rule(code):
     with write_transaction():
         rule = awards.create_rule(village, category=data["category"], title=data["title"], points=data["points"],
                                   cap_count=cap.get("count"), cap_period=cap.get("period"),
-                                  photo_required=data["photo_required"], actor=g.api_user)
+                                  photo_required=data["photo_required"], veto=data["veto"], actor=g.api_user)
     return jsonify(rule_body(rule)), 201
 
 

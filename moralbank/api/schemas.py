@@ -99,6 +99,15 @@ class HouseholdSchema(Schema):
     score = fields.Integer(metadata={"description": "all-time score: earned minus deducted"})
     stars = fields.Integer()
     members = fields.List(fields.Dict(), metadata={"description": "name and relation; only in the detail view"})
+    veto = fields.Nested("VetoSchema", allow_none=True,
+                         metadata={"description": "一票否决: null, or the veto barring stars and honours"})
+
+
+class VetoSchema(Schema):
+    until = fields.Date(metadata={"description": "last day of the village's veto period (inclusive)"})
+    rule_id = fields.Integer()
+    award_id = fields.Integer()
+    title = fields.String(metadata={"description": "the veto item"})
 
 
 class HouseholdListSchema(Schema):
@@ -131,6 +140,11 @@ class VillageSchema(Schema):
     code_ttl_seconds = fields.Integer()
     approval_threshold = fields.Integer()
     star_thresholds = fields.List(fields.Integer())
+    rule_changes_need_meeting = fields.Boolean(
+        metadata={"description": "new rules, versions and retirements are drafts until a meeting adopts them"})
+    veto_period = fields.String(metadata={"description": "month, quarter or year: how long a 一票否决 lasts"})
+    veto_blocks_redemption = fields.Boolean(metadata={"description": "a vetoed household cannot spend points"})
+    veto_hides_ranking = fields.Boolean(metadata={"description": "a vetoed household is left out of the ranking"})
 
 
 class MeSchema(Schema):
@@ -163,6 +177,16 @@ class RuleSchema(Schema):
     version = fields.Integer(dump_only=True)
     family_id = fields.Integer(dump_only=True)
     active = fields.Boolean(dump_only=True)
+    veto = StrictBoolean(load_default=False, metadata={"description": "一票否决 item (deductions only)"})
+    status = fields.String(dump_only=True, metadata={"description": "draft, in_force or retired"})
+    adopted_by = fields.Integer(dump_only=True, allow_none=True, attribute="adopted_by_id",
+                                metadata={"description": "id of the meeting that adopted this version, or null"})
+    change = fields.Method("dump_change", dump_only=True,
+                           metadata={"description": "what this version does: new, revision or retirement"})
+
+    def dump_change(self, rule):
+        from ..awards.rules import draft_change
+        return draft_change(rule)
 
     def dump_cap(self, rule):
         if rule is None or not getattr(rule, "cap_count", None):
@@ -190,11 +214,15 @@ class RulePatchSchema(Schema):
     points = StrictInteger(validate=validate.Range(min=-1000, max=1000))
     cap = fields.Raw(allow_none=True)
     photo_required = StrictBoolean()
-    active = StrictBoolean(metadata={"description": "false retires the rule"})
+    veto = StrictBoolean()
+    active = StrictBoolean(metadata={"description": "false retires the rule (a draft retirement when the "
+                                                    "village's changes need a meeting)"})
 
 
 class RuleListArgsSchema(Schema):
     all = fields.Boolean(load_default=False, metadata={"description": "1: include retired and old versions"})
+    status = fields.String(load_default=None, validate=validate.OneOf(["draft", "in_force", "retired"]),
+                           metadata={"description": "only the rules of this status"})
 
 
 class RuleListSchema(Schema):
@@ -294,3 +322,60 @@ class VillagePatchSchema(Schema):
     star_thresholds = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
                                   validate=lambda v: len(v) in (5, 10) or _star_count_error(),
                                   metadata={"description": "ascending: 5 thresholds, or 10 for 十星"})
+    rule_changes_need_meeting = StrictBoolean()
+    veto_period = fields.String(validate=validate.OneOf(["month", "quarter", "year"]))
+    veto_blocks_redemption = StrictBoolean()
+    veto_hides_ranking = StrictBoolean()
+
+
+class MeetingCreateSchema(Schema):
+    held_on = fields.Date(required=True, metadata={"description": "the local date it was held"})
+    kind = fields.String(required=True, validate=validate.OneOf(["assembly", "representatives"]),
+                         metadata={"description": "assembly 村民会议 or representatives 村民代表会议"})
+    entitled = StrictInteger(required=True, validate=validate.Range(min=1, max=100_000))
+    present = StrictInteger(required=True, validate=validate.Range(min=0, max=100_000))
+    votes_for = StrictInteger(required=True, validate=validate.Range(min=0, max=100_000))
+    votes_against = StrictInteger(required=True, validate=validate.Range(min=0, max=100_000))
+    votes_abstain = StrictInteger(required=True, validate=validate.Range(min=0, max=100_000))
+    adopts = fields.List(StrictInteger(validate=validate.Range(min=1, max=ID_MAX)), required=True,
+                         validate=validate.Length(min=1, max=200), metadata={"description": "ids of draft rules"})
+
+
+class MeetingFormSchema(MeetingCreateSchema):
+    """The same fields as multipart/form-data (with a ``minutes`` file): numbers arrive as text."""
+    entitled = fields.Integer(required=True, validate=validate.Range(min=1, max=100_000))
+    present = fields.Integer(required=True, validate=validate.Range(min=0, max=100_000))
+    votes_for = fields.Integer(required=True, validate=validate.Range(min=0, max=100_000))
+    votes_against = fields.Integer(required=True, validate=validate.Range(min=0, max=100_000))
+    votes_abstain = fields.Integer(required=True, validate=validate.Range(min=0, max=100_000))
+    adopts = fields.List(fields.Integer(validate=validate.Range(min=1, max=ID_MAX)), required=True,
+                         validate=validate.Length(min=1, max=200))
+
+
+class AdoptedRuleSchema(Schema):
+    id = fields.Integer()
+    title = fields.String()
+    version = fields.Integer()
+    status = fields.String()
+    change = fields.String(metadata={"description": "new, revision or retirement"})
+
+
+class MeetingSchema(Schema):
+    id = fields.Integer()
+    held_on = fields.Date()
+    kind = fields.String()
+    kind_label = fields.String()
+    entitled = fields.Integer()
+    present = fields.Integer()
+    votes_for = fields.Integer()
+    votes_against = fields.Integer()
+    votes_abstain = fields.Integer()
+    has_minutes = fields.Boolean()
+    line = fields.String(metadata={"description": "as the board shows it: 2026-03-12 村民代表会议 41 票赞成 2 票反对"})
+    adopted = fields.List(fields.Nested(AdoptedRuleSchema))
+    created_at = fields.DateTime()
+
+
+class MeetingListSchema(Schema):
+    items = fields.List(fields.Nested(MeetingSchema))
+    next = fields.String(allow_none=True)

@@ -1,1 +1,9 @@
-"""The rule catalogue (积分清单) and the award life cycle."""
+"""The rule catalogue (积分清单) and the award life cycle.
+
+Importing the package registers the 一票否决 spending check with the stores (``stores.guards``):
+a vetoed household's redemption is refused where its village says so.
+"""
+from ..stores import guards as _store_guards
+from . import vetoes as _vetoes
+
+_store_guards.spending_check(_vetoes.check_spending)

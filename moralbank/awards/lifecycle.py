@@ -26,7 +26,7 @@ from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, User
-from .models import Award, AwardStatus, Objection, Rule
+from .models import Award, AwardStatus, Objection, Rule, RuleStatus
 from .posting import post_award
 from .rules import check_cap
 
@@ -77,6 +77,9 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
     if rule is None or rule.village_id != household.village_id:
         raise NotFound(_("本村的积分清单里没有这一项"), fields={"rule_id": [_("不存在")]})
     kind = _authorise_proposal(actor, household, rule)
+    if rule.status == RuleStatus.DRAFT:
+        raise Invalid(_("「%(title)s」还是草案，村民会议通过后才能使用", title=rule.title), code="rule_not_in_force",
+                      fields={"rule_id": [_("尚未生效")]})
     if not rule.active:
         raise Invalid(_("「%(title)s」已停用或已修改，请刷新后重选", title=rule.title), code="rule_inactive",
                       fields={"rule_id": [_("已停用")]})

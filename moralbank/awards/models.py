@@ -5,7 +5,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Optional
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
@@ -28,6 +28,26 @@ class AwardStatus(StrEnum):
 CAP_PERIODS = ("month", "quarter", "year")
 
 
+class RuleStatus(StrEnum):
+    """Where a catalogue item stands: a ``draft`` waits for a villagers' meeting (when the village
+    says rule changes need one), ``in_force`` may be awarded, ``retired`` no longer (retired by the
+    committee or a meeting, or replaced by a newer version)."""
+
+    DRAFT = "draft"
+    IN_FORCE = "in_force"
+    RETIRED = "retired"
+
+
+class MeetingKind(StrEnum):
+    """村民会议 (every household) or 村民代表会议 (the representatives)."""
+
+    ASSEMBLY = "assembly"
+    REPRESENTATIVES = "representatives"
+
+
+MEETING_KINDS = {MeetingKind.ASSEMBLY: N_("村民会议"), MeetingKind.REPRESENTATIVES: N_("村民代表会议")}
+
+
 class Rule(db.Model):
     """One version of a catalogue item. Editing a rule adds a version; awards keep theirs."""
 
@@ -37,6 +57,12 @@ class Rule(db.Model):
         CheckConstraint("cap_count IS NULL OR cap_count > 0", name="cap_count"),
         CheckConstraint("(cap_count IS NULL) = (cap_period IS NULL)", name="cap_pair"),
         Index("ix_rules_village_active", "village_id", "active"),
+        CheckConstraint(f"status IN ({','.join(repr(status.value) for status in RuleStatus)})", name="status"),
+        # only an item in force is active (may be awarded)
+        CheckConstraint("(status = 'in_force' AND active) OR (status <> 'in_force' AND NOT active)",
+                        name="active_in_force"),
+        # 一票否决 items are deductions
+        CheckConstraint("NOT veto OR points < 0", name="veto_deduction"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -57,6 +83,14 @@ class Rule(db.Model):
     #: an award under this rule needs a photo
     photo_required: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: a RuleStatus value; ``active`` is true exactly when it is ``in_force``
+    status: Mapped[str] = mapped_column(String(10), default=RuleStatus.IN_FORCE, server_default="in_force")
+    #: the villagers' meeting that adopted this version (NULL: made without one)
+    adopted_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("meetings.id"), index=True)
+    #: 一票否决: a posted award under it vetoes the household's honours for the village's veto period
+    veto: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: this version proposes retiring the item (a draft until a meeting adopts it)
+    retires: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     @property
     def category_label(self) -> str:
@@ -101,6 +135,41 @@ class Award(db.Model):
 
     rule: Mapped[Rule] = relationship()
     household = relationship("Household")
+
+
+class Meeting(db.Model):
+    """A villagers' meeting (村民会议) or representatives' meeting (村民代表会议) that voted on the
+    catalogue's drafts. Append-only: a meeting held is never edited; the drafts it adopted point
+    to it (``Rule.adopted_by_id``)."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({','.join(repr(kind.value) for kind in MeetingKind)})", name="kind"),
+        CheckConstraint("entitled > 0 AND present >= 0 AND present <= entitled", name="attendance"),
+        CheckConstraint("votes_for >= 0 AND votes_against >= 0 AND votes_abstain >= 0 "
+                        "AND votes_for + votes_against + votes_abstain <= present", name="votes"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    #: the local date it was held
+    held_on: Mapped[date] = mapped_column()
+    #: a MeetingKind value
+    kind: Mapped[str] = mapped_column(String(16))
+    #: households (assembly) or representatives entitled to attend, and those present
+    entitled: Mapped[int] = mapped_column()
+    present: Mapped[int] = mapped_column()
+    votes_for: Mapped[int] = mapped_column()
+    votes_against: Mapped[int] = mapped_column()
+    votes_abstain: Mapped[int] = mapped_column()
+    #: the minutes (会议记录): a re-encoded photo or a PDF, relative to the upload folder
+    minutes_path: Mapped[Optional[str]] = mapped_column(String(255))
+    recorded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def kind_label(self) -> str:
+        return MEETING_KINDS.get(self.kind, self.kind)
 
 
 class Objection(db.Model):

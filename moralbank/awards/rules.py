@@ -1,5 +1,10 @@
 """The rule catalogue: rules of a village, their versions (an edit adds one), and the caps on how
-often a household may earn a rule in a month, quarter or year."""
+often a household may earn a rule in a month, quarter or year.
+
+When the village's ``rule_changes_need_meeting`` is on, a new item, a new version and a
+retirement are drafts (``status: draft``, a row of their own) until a villagers' meeting adopts
+them (``awards.meetings``); the version in force stays in force meanwhile. One draft per item at
+a time."""
 from __future__ import annotations
 
 from datetime import date
@@ -15,10 +20,13 @@ from ..i18n import N_
 from ..ledger.models import Transfer
 from ..people import access
 from ..people.models import Area, Household
-from .models import CAP_PERIODS, CATEGORIES, Award, AwardStatus, Rule
+from .models import CAP_PERIODS, CATEGORIES, Award, AwardStatus, Rule, RuleStatus
+
+#: the fields a new version copies from the one in force unless changed
+RULE_FIELDS = ("category", "title", "points", "cap_count", "cap_period", "photo_required", "veto")
 
 
-def _check_rule_fields(category: str, title: str, points, cap_count, cap_period) -> str:
+def _check_rule_fields(category: str, title: str, points, cap_count, cap_period, veto=False) -> str:
     if category not in CATEGORIES:
         raise Invalid(_("未知类别"), fields={"category": [", ".join(CATEGORIES)]})
     title = (title or "").strip()
@@ -32,22 +40,54 @@ def _check_rule_fields(category: str, title: str, points, cap_count, cap_period)
             or (cap_count is not None and (isinstance(cap_count, bool) or not isinstance(cap_count, int)
                                            or not 0 < cap_count <= 100)):
         raise Invalid(_("上限需要次数和周期（月/季/年）"), fields={"cap": [_("次数和周期一起填")]})
+    if veto not in (True, False):
+        raise Invalid(_("一票否决应为是或否"), fields={"veto": [_("是或否")]})
+    if veto and points >= 0:
+        raise Invalid(_("一票否决项只能是扣分项（分值为负数）"), code="veto_not_deduction",
+                      fields={"veto": [_("只能用于扣分项")]})
     return title
 
 
+def _draft_status(village: Area) -> dict:
+    """A new row's status: a draft when the village's changes need a meeting, else in force."""
+    if village.rule_changes_need_meeting:
+        return {"status": RuleStatus.DRAFT, "active": False}
+    return {"status": RuleStatus.IN_FORCE, "active": True}
+
+
+def pending_draft(rule: Rule) -> Rule | None:
+    """The draft waiting for a meeting for ``rule``'s item (new version or retirement), if any."""
+    return db.session.scalar(select(Rule).where(Rule.family_id == rule.family_id, Rule.status == RuleStatus.DRAFT,
+                                                Rule.id != rule.id))
+
+
+def _refuse_second_draft(rule: Rule) -> None:
+    if pending_draft(rule) is not None:
+        raise Conflict(_("「%(title)s」已有一份草案等待村民会议表决", title=rule.title), code="draft_pending")
+
+
+def draft_change(rule: Rule) -> str:
+    """What a version changes: ``new`` (an item added), ``revision`` or ``retirement``."""
+    if rule.retires:
+        return "retirement"
+    return "new" if rule.version == 1 else "revision"
+
+
 def create_rule(village: Area, *, category: str, title: str, points: int, cap_count: int | None = None,
-                cap_period: str | None = None, photo_required: bool = False, actor=None) -> Rule:
-    """Add a catalogue item (version 1) to a village."""
+                cap_period: str | None = None, photo_required: bool = False, veto: bool = False,
+                actor=None) -> Rule:
+    """Add a catalogue item (version 1) to a village: a draft when changes need a meeting."""
     if actor is not None:
         access.require(access.is_committee(actor, village), _("只有村委会可以修改积分清单"))
-    title = _check_rule_fields(category, title, points, cap_count, cap_period)
+    title = _check_rule_fields(category, title, points, cap_count, cap_period, veto)
     rule = Rule(village_id=village.id, category=category, title=title, points=points,
-                cap_count=cap_count, cap_period=cap_period, photo_required=bool(photo_required))
+                cap_count=cap_count, cap_period=cap_period, photo_required=bool(photo_required), veto=veto,
+                **_draft_status(village))
     db.session.add(rule)
     db.session.flush()
     rule.family_id = rule.id
     audit("rule.create", actor=actor, village_id=village.id, target=rule,
-          detail={"title": rule.title, "points": points})
+          detail={"title": rule.title, "points": points, "status": rule.status, "veto": veto})
     return rule
 
 
@@ -59,33 +99,59 @@ def revise_rule(rule: Rule, *, actor, **changes) -> Rule:
     db.session.refresh(rule, with_for_update=True)
     if not rule.active:
         raise Conflict(_("这一项已停用或已有新版本"), code="rule_inactive")
-    fields = {name: getattr(rule, name) for name in ("category", "title", "points", "cap_count", "cap_period",
-                                                     "photo_required")}
+    _refuse_second_draft(rule)
+    fields = {name: getattr(rule, name) for name in RULE_FIELDS}
     fields.update({key: value for key, value in changes.items() if key in fields})
     fields["title"] = _check_rule_fields(fields["category"], fields["title"], fields["points"],
-                                         fields["cap_count"], fields["cap_period"])
-    rule.active = False
-    revised = Rule(village_id=rule.village_id, family_id=rule.family_id, version=rule.version + 1, active=True,
+                                         fields["cap_count"], fields["cap_period"], fields["veto"])
+    status = _draft_status(village)
+    if status["active"]:
+        rule.active, rule.status = False, RuleStatus.RETIRED
+    revised = Rule(village_id=rule.village_id, family_id=rule.family_id, version=rule.version + 1, **status,
                    **fields)
     db.session.add(revised)
     db.session.flush()
     audit("rule.revise", actor=actor, village_id=rule.village_id, target=revised,
-          detail={"previous_id": rule.id, "changes": {k: v for k, v in changes.items() if k in fields}})
+          detail={"previous_id": rule.id, "status": revised.status,
+                  "changes": {k: v for k, v in changes.items() if k in fields}})
     return revised
 
 
 def retire_rule(rule: Rule, *, actor) -> Rule:
-    """Take a rule out of the catalogue (past awards keep it)."""
+    """Take a rule out of the catalogue (past awards keep it). When changes need a meeting, the
+    retirement is a draft (a version of its own with ``retires``) and the rule stays in force;
+    returns that draft, else the retired rule."""
     village = db.session.get(Area, rule.village_id)
     access.require(access.is_committee(actor, village), _("只有村委会可以修改积分清单"))
-    rule.active = False
+    db.session.refresh(rule, with_for_update=True)
+    if village.rule_changes_need_meeting:
+        if not rule.active:
+            raise Conflict(_("这一项已停用或已有新版本"), code="rule_inactive")
+        _refuse_second_draft(rule)
+        draft = Rule(village_id=rule.village_id, family_id=rule.family_id, version=rule.version + 1, retires=True,
+                     status=RuleStatus.DRAFT, active=False, **{name: getattr(rule, name) for name in RULE_FIELDS})
+        db.session.add(draft)
+        db.session.flush()
+        audit("rule.retire", actor=actor, village_id=rule.village_id, target=draft,
+              detail={"title": rule.title, "status": draft.status, "previous_id": rule.id})
+        return draft
+    if rule.status == RuleStatus.DRAFT:
+        raise Conflict(_("草案还没有生效，不能停用"), code="rule_inactive")
+    rule.active, rule.status = False, RuleStatus.RETIRED
     audit("rule.retire", actor=actor, village_id=rule.village_id, target=rule, detail={"title": rule.title})
     return rule
 
 
 def active_rules(village: Area) -> list[Rule]:
+    """The catalogue in force (what may be awarded now)."""
     return db.session.scalars(select(Rule).where(Rule.village_id == village.id, Rule.active.is_(True))
                               .order_by(Rule.category, Rule.points.desc(), Rule.id)).all()
+
+
+def draft_rules(village: Area) -> list[Rule]:
+    """Drafts waiting for a villagers' meeting, oldest first."""
+    return db.session.scalars(select(Rule).where(Rule.village_id == village.id, Rule.status == RuleStatus.DRAFT)
+                              .order_by(Rule.id)).all()
 
 
 # --- caps ------------------------------------------------------------------------------------

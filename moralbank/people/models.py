@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Optional
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
@@ -47,6 +47,14 @@ class Area(db.Model):
     fen_per_point: Mapped[int] = mapped_column(default=100, server_default="100")
     #: village setting: ascending score thresholds for stars (5 entries, or 10 for 十星)
     star_thresholds: Mapped[list] = mapped_column(JSON, default=lambda: list(DEFAULT_STAR_THRESHOLDS))
+    #: village setting: new rules, new versions and retirements are drafts until a meeting adopts them
+    rule_changes_need_meeting: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: village setting: a posted 一票否决 award vetoes honours until the end of this period (month|quarter|year)
+    veto_period: Mapped[str] = mapped_column(String(8), default="year", server_default="year")
+    #: village setting: a vetoed household may not spend its points
+    veto_blocks_redemption: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: village setting: a vetoed household is left out of the plain ranking too
+    veto_hides_ranking: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     parent: Mapped[Optional["Area"]] = relationship(remote_side=[id], back_populates="children")

@@ -14,6 +14,9 @@ from .models import Area, User
 RANGES = {"notice_days": (0, 30), "code_ttl_seconds": (30, 3600), "approval_threshold": (0, 10000)}
 STAR_RANGE = (1, 1_000_000)
 STAR_COUNTS = (5, 10)
+#: governance settings (issue 14): on/off settings, and the veto period's kinds (see ``periods``)
+FLAGS = ("rule_changes_need_meeting", "veto_blocks_redemption", "veto_hides_ranking")
+VETO_PERIODS = ("month", "quarter", "year")
 
 
 def settings_of(village: Area) -> dict:
@@ -21,7 +24,10 @@ def settings_of(village: Area) -> dict:
     return {"code": village.code, "name": village.name, "town": village.parent.name if village.parent else None,
             "hamlets": [{"id": h.id, "code": h.code, "name": h.name} for h in village.children],
             "notice_days": village.notice_days, "code_ttl_seconds": village.code_ttl_seconds,
-            "approval_threshold": village.approval_threshold, "star_thresholds": village.star_thresholds}
+            "approval_threshold": village.approval_threshold, "star_thresholds": village.star_thresholds,
+            "rule_changes_need_meeting": village.rule_changes_need_meeting, "veto_period": village.veto_period,
+            "veto_blocks_redemption": village.veto_blocks_redemption,
+            "veto_hides_ranking": village.veto_hides_ranking}
 
 
 def _problems(changes: dict) -> dict[str, list[str]]:
@@ -40,6 +46,12 @@ def _problems(changes: dict) -> dict[str, list[str]]:
                                  low=STAR_RANGE[0], high=STAR_RANGE[1])]
             elif value != sorted(set(value)):
                 fields[key] = [_("应从小到大且不重复")]
+        elif key in FLAGS:
+            if value is not True and value is not False:
+                fields[key] = [_("应为是或否")]
+        elif key == "veto_period":
+            if value not in VETO_PERIODS:
+                fields[key] = [_("应为月、季度或年")]
         else:
             fields[key] = [_("不能修改")]
     return fields

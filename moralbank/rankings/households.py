@@ -6,6 +6,7 @@ from functools import lru_cache
 from sqlalchemy import and_, select, union_all
 from sqlalchemy.orm import aliased
 
+from ..awards import vetoes
 from ..extensions import db
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
@@ -36,10 +37,13 @@ def _row_to_summary(row, village: Area) -> dict:
 
 
 def household_summary(household: Household) -> dict:
-    """{id, number, head, hamlet, balance, score, stars} of one household."""
+    """{id, number, head, hamlet, balance, score, stars, veto} of one household (no stars while vetoed)."""
     row = db.session.execute(_summary_query().where(Household.id == household.id)).one()
     village = db.session.get(Area, household.village_id)
     summary = _row_to_summary(row, village)
+    summary["veto"] = vetoes.veto_of(household)
+    if summary["veto"]:
+        summary["stars"] = 0
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
     return summary
 
@@ -52,7 +56,13 @@ def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: 
         query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
     page = keyset_page(query, Household.id, limit=limit, cursor=after, newest_first=False, rows=True,
                        key=lambda row: row[0])
-    return [_row_to_summary(row, village) for row in page.items], page.next
+    vetoed = vetoes.vetoed_in(village)
+    summaries = [_row_to_summary(row, village) for row in page.items]
+    for summary in summaries:
+        summary["veto"] = vetoed.get(summary["id"])
+        if summary["veto"]:
+            summary["stars"] = 0
+    return summaries, page.next
 
 
 def transfer_history(household: Household, *, before: int | None = None, limit: int = 50):

@@ -14,6 +14,7 @@ from sqlalchemy import and_, func, or_, select
 
 from ..audit.service import record as audit
 from .. import periods
+from ..awards import vetoes
 from ..database import require_write_transaction, utcnow
 from ..errors import Invalid, NotFound
 from ..extensions import db
@@ -46,8 +47,9 @@ def _scope(village: Area, hamlet_id: int | None) -> Area | None:
 
 
 def ranking(village: Area, period: str = "all", *, hamlet_id: int | None = None, limit: int = 100,
-            offset: int = 0) -> list[RankLine]:
-    """The live ranking: names masked, ties by who reached the score first, then household id."""
+            offset: int = 0, honours: bool = False) -> list[RankLine]:
+    """The live ranking: names masked, ties by who reached the score first, then household id.
+    ``honours``: the ranking for the red list (红榜), which leaves out households vetoed in the period."""
     period = periods.check(period or periods.ALL)
     hamlet = _scope(village, hamlet_id)
     # a page and one more, so a caller can peek whether another page follows (the API's ``next``)
@@ -60,16 +62,20 @@ def ranking(village: Area, period: str = "all", *, hamlet_id: int | None = None,
              .order_by(score.score.desc(), score.reached_at, score.household_id)
              .limit(limit).offset(offset))
     query = query.where(score.hamlet_id == hamlet.id) if hamlet else query.where(score.village_id == village.id)
+    # 一票否决: a vetoed household has no stars; left out altogether where the village hides it
+    vetoed = vetoes.vetoed_in(village, period)
+    if vetoed and (village.veto_hides_ranking or honours):
+        query = query.where(score.household_id.not_in(list(vetoed)))
     return [RankLine(offset + index + 1, household_id, mask_name(head), hamlet_name, value,
-                     village.stars_for(value), reached)
+                     0 if household_id in vetoed else village.stars_for(value), reached)
             for index, (household_id, value, reached, head, hamlet_name) in enumerate(db.session.execute(query))]
 
 
-def full_ranking(village: Area, period: str, *, hamlet_id: int | None = None):
+def full_ranking(village: Area, period: str, *, hamlet_id: int | None = None, honours: bool = False):
     """Every ranked household of the period, a page at a time (a village may have thousands)."""
     offset = 0
     while True:
-        lines = ranking(village, period, hamlet_id=hamlet_id, limit=MAX_LIMIT, offset=offset)
+        lines = ranking(village, period, hamlet_id=hamlet_id, limit=MAX_LIMIT, offset=offset, honours=honours)
         yield from lines
         if len(lines) < MAX_LIMIT:
             return
@@ -129,7 +135,7 @@ def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = 
     access.require(access.is_committee(actor, village), _("只有村委会可以发布排行榜"))
     period = periods.check(period or periods.ALL)
     hamlet = _scope(village, hamlet_id)
-    lines = list(full_ranking(village, period, hamlet_id=hamlet_id))
+    lines = list(full_ranking(village, period, hamlet_id=hamlet_id, honours=True))
     if not lines:
         raise Invalid(_("这个期间还没有任何积分，不能发布"), code="empty_ranking")
     heading = (title or "").strip()[:64] or _("%(period)s 积分榜", period=periods.label(period))

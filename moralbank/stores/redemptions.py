@@ -27,6 +27,7 @@ from ..people.models import Household, User
 from ..people.service import mask_name
 from .catalogue import _require_clerk
 from .codes import CodeUsed, _check_usable, find_code
+from .guards import check_spending
 from .models import Item, Redemption, RedemptionCode, RedemptionLine, Store
 from .settled import settled_month
 
@@ -99,6 +100,7 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
     require_write_transaction()
     if household.village_id != store.village_id:
         raise Invalid(_("只能在本村的商店使用积分"))
+    check_spending(household)
     # The store's account row first, as settle() and a redemption's reversal take it: a settlement
     # then either sees this redemption committed or is seen by it (so it lands in no paid month).
     ledger.store_account(store.id, lock=True)

@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 
 from .. import periods
 from ..awards import service as awards
+from ..awards import vetoes
 from ..errors import DomainError
 from ..people import access
 from ..people.service import village_by_code
@@ -43,7 +44,10 @@ def public_board(code):
         return render_template("board/print_board.html", village=village, lines=lines, period=period,
                                hamlet=hamlet, period_label=periods.label(period), periods=choices)
     published = rankings.snapshots(village, limit=5)
-    red_list = rankings.snapshot_entries(published[0])[:10] if published else []
+    red_list = []
+    if published:  # a household vetoed since the ranking was published leaves the red list too
+        vetoed = vetoes.vetoed_in(village, published[0].period)
+        red_list = [e for e in rankings.snapshot_entries(published[0]) if e.household_id not in vetoed][:10]
     return render_template("board/public.html", village=village, lines=lines, period=period, hamlet=hamlet,
                            period_label=periods.label(period), last_month=periods.last_month(),
                            periods=choices, published=published, red_list=red_list,

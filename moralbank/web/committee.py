@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from ..audit.models import AuditEntry
 from ..awards import service as awards
-from ..awards.models import CAP_PERIODS, CATEGORIES, Objection, Rule
+from ..awards.models import CAP_PERIODS, CATEGORIES, Objection, Rule, RuleStatus
+from ..awards.rules import draft_change, draft_rules
 from ..database import local_zone, write_transaction
 from ..errors import DomainError
 from ..extensions import db
@@ -72,12 +73,21 @@ def _rule_fields(form) -> dict:
             "points": form_int(form.get("points"), "points", signed=True),
             "cap_count": form_int(cap_count, "cap_count") if cap_count else None,
             "cap_period": (form.get("cap_period") or None) if cap_count else None,
-            "photo_required": bool(form.get("photo_required"))}
+            "photo_required": bool(form.get("photo_required")), "veto": bool(form.get("veto"))}
 
 
 def _rules_page(village: Area, status: int = 200):
+    drafts = draft_rules(village)
     return render_template("awards/rules.html", village=village, rules=awards.active_rules(village),
+                           drafts=drafts, changes={rule.id: draft_change(rule) for rule in drafts},
                            categories=CATEGORIES, periods=CAP_PERIODS, form_key=new_form_key()), status
+
+
+def _drafted(rule: Rule, done: str) -> str:
+    """The message after a change of the catalogue: done, or drafted for the next meeting."""
+    if rule.status == RuleStatus.DRAFT:
+        return _("已起草「%(title)s」，村民会议通过后生效", title=rule.title)
+    return done
 
 
 def _rule_change(action_of):
@@ -107,7 +117,8 @@ def create_rule():
 
         def action():
             rule = awards.create_rule(village, actor=current_user, **fields)
-            return {"redirect": url_for("awards.rules"), "message": _("已添加「%(title)s」", title=rule.title)}
+            return {"redirect": url_for("awards.rules"),
+                    "message": _drafted(rule, _("已添加「%(title)s」", title=rule.title))}
         return action
     return _rule_change(action_of)
 
@@ -122,8 +133,8 @@ def revise_rule(rule_id):
         def action():
             rule = awards.revise_rule(_village_rule(village, rule_id), actor=current_user, **fields)
             return {"redirect": url_for("awards.rules"),
-                    "message": _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
-                                 title=rule.title, v=rule.version)}
+                    "message": _drafted(rule, _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
+                                                title=rule.title, v=rule.version))}
         return action
     return _rule_change(action_of)
 
@@ -135,8 +146,9 @@ def retire_rule(rule_id):
     def action_of(village):
         def action():
             rule = _village_rule(village, rule_id)
-            awards.retire_rule(rule, actor=current_user)
-            return {"redirect": url_for("awards.rules"), "message": _("已停用「%(title)s」", title=rule.title)}
+            changed = awards.retire_rule(rule, actor=current_user)
+            return {"redirect": url_for("awards.rules"),
+                    "message": _drafted(changed, _("已停用「%(title)s」", title=rule.title))}
         return action
     return _rule_change(action_of)
 
@@ -196,6 +208,22 @@ def _setting_value(key: str, text: str):
     return int(text) if text.isascii() and text.isdigit() else text
 
 
+#: issue 14's settings, shown as yes/no boxes and a choice of period (a form without the marker
+#: field ``governance`` leaves them as they are)
+FLAG_SETTINGS = {"rule_changes_need_meeting": N_("积分清单的修改须经村民会议通过"),
+                 "veto_blocks_redemption": N_("被一票否决的户不能使用积分"),
+                 "veto_hides_ranking": N_("被一票否决的户不出现在积分榜上")}
+VETO_PERIOD_LABELS = {"month": N_("到当月底"), "quarter": N_("到当季度末"), "year": N_("到当年底")}
+
+
+def _governance_changes(form, current: dict) -> dict:
+    if not form.get("governance"):
+        return {}
+    typed = {key: bool(form.get(key)) for key in FLAG_SETTINGS}
+    typed["veto_period"] = form.get("veto_period", "")
+    return {key: value for key, value in typed.items() if value != current[key]}
+
+
 @bp.route("/committee/settings", methods=["GET", "POST"])
 @login_required
 def village_settings():
@@ -207,13 +235,14 @@ def village_settings():
     if request.method == "POST":
         typed = {key: _setting_value(key, request.form.get(key, "")) for key in SETTINGS}
         changes = {key: value for key, value in typed.items() if value != current[key]}
+        changes.update(_governance_changes(request.form, current))
         try:
             with write_transaction():
                 villages.change_settings(current_user, village, changes)
         except DomainError as error:
             problems = error.fields
-            flash(error.message + "：" + "、".join(_(SETTINGS[key]) for key in problems if key in SETTINGS),
-                  "error")
+            labels = {**SETTINGS, **FLAG_SETTINGS, "veto_period": N_("一票否决的期限")}
+            flash(error.message + "：" + "、".join(_(labels[key]) for key in problems if key in labels), "error")
             status = 422
         else:
             flash(_("设置已保存") if changes else _("设置没有变化"), "success")
@@ -222,4 +251,5 @@ def village_settings():
                    " ".join(map(str, current[key])) if key == "star_thresholds" else str(current[key]))
              for key in SETTINGS}
     return render_template("awards/settings.html", village=village, settings=SETTINGS, shown=shown,
-                           problems=problems), status
+                           problems=problems, flags=FLAG_SETTINGS, veto_periods=VETO_PERIOD_LABELS,
+                           current=current), status
