@@ -13,6 +13,11 @@ from ..periods import MONTH_PATTERN, PERIOD_PATTERN  # noqa: F401 (the API's sch
 ID_MAX = 2**31 - 1
 
 
+EXPIRY_DESCRIPTION = ('when points lapse: {"mode": "none"} (never), {"mode": "annual", "on": "12-31"} (unspent '
+                      'points lapse at the end of that day each year), or {"mode": "months", "months": 24} (each '
+                      "award's points lapse that many months after posting, 1-120; spent first-in first-out)")
+
+
 class WholeRegexp(validate.Regexp):
     """A pattern the whole value must match: Python's ``$`` also matches before a final newline,
     so ``"2026-10\n"`` would otherwise pass as a second spelling of October."""
@@ -99,6 +104,15 @@ class HouseholdSchema(Schema):
     score = fields.Integer(metadata={"description": "all-time score: earned minus deducted"})
     stars = fields.Integer()
     members = fields.List(fields.Dict(), metadata={"description": "name and relation; only in the detail view"})
+    expiring = fields.List(fields.Nested(lambda: ExpiringSchema()), metadata={
+        "description": "points that will lapse under the village's expiry setting, by day, soonest first (a day "
+                       "already past: the next nightly run lapses them); empty when points never lapse; only in "
+                       "the detail view"})
+
+
+class ExpiringSchema(Schema):
+    points = fields.Integer()
+    on = fields.Date(metadata={"description": "the last day these points can be spent"})
 
 
 class HouseholdListSchema(Schema):
@@ -131,6 +145,7 @@ class VillageSchema(Schema):
     code_ttl_seconds = fields.Integer()
     approval_threshold = fields.Integer()
     star_thresholds = fields.List(fields.Integer())
+    expiry = fields.Dict(metadata={"description": EXPIRY_DESCRIPTION})
 
 
 class MeSchema(Schema):
@@ -294,3 +309,4 @@ class VillagePatchSchema(Schema):
     star_thresholds = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
                                   validate=lambda v: len(v) in (5, 10) or _star_count_error(),
                                   metadata={"description": "ascending: 5 thresholds, or 10 for 十星"})
+    expiry = fields.Dict(metadata={"description": EXPIRY_DESCRIPTION})

@@ -47,6 +47,9 @@ class Area(db.Model):
     fen_per_point: Mapped[int] = mapped_column(default=100, server_default="100")
     #: village setting: ascending score thresholds for stars (5 entries, or 10 for 十星)
     star_thresholds: Mapped[list] = mapped_column(JSON, default=lambda: list(DEFAULT_STAR_THRESHOLDS))
+    #: village setting: when points lapse — {"mode": "none"}, {"mode": "annual", "on": "12-31"} or
+    #: {"mode": "months", "months": 24} (see ``villages.EXPIRY_MODES`` and ``awards.expiry``)
+    expiry: Mapped[Optional[dict]] = mapped_column(JSON, default=lambda: {"mode": "none"})
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     parent: Mapped[Optional["Area"]] = relationship(remote_side=[id], back_populates="children")

@@ -6,6 +6,7 @@ from functools import lru_cache
 from sqlalchemy import and_, select, union_all
 from sqlalchemy.orm import aliased
 
+from ..awards.expiry import expiring
 from ..extensions import db
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
@@ -36,11 +37,12 @@ def _row_to_summary(row, village: Area) -> dict:
 
 
 def household_summary(household: Household) -> dict:
-    """{id, number, head, hamlet, balance, score, stars} of one household."""
+    """{id, number, head, hamlet, balance, score, stars, members, expiring} of one household."""
     row = db.session.execute(_summary_query().where(Household.id == household.id)).one()
     village = db.session.get(Area, household.village_id)
     summary = _row_to_summary(row, village)
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
+    summary["expiring"] = expiring(household)
     return summary
 
 
