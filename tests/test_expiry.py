@@ -114,9 +114,14 @@ def test_the_resident_sees_what_lapses_and_cron_lapses_it_once(app, api, client,
     assert "积分即将到期清零" not in client.get("/home").get_data(as_text=True)
 
     household_id, balance, scores = _household(app, "XLC-001")
+    listed = api.get("/api/v1/villages/XLC/households", "committee_xlc").get_json()["items"]
+    assert next(item for item in listed if item["id"] == household_id)["expiring"] == me["expiring"]
+    assert all(item["expiring"] == [] for item in
+               api.get("/api/v1/villages/BLM/households", "committee").get_json()["items"])
     every_score = _all_scores(app)
-    clock.move_to(local_moment("2027-01-01 02:00"))
-    due = sum(entry["points"] for entry in me["expiring"] if date.fromisoformat(entry["on"]) < date(2027, 1, 1))
+    clock.move_to(local_moment("2026-12-20 02:00"))  # (API tokens live 30 days)
+    due = sum(entry["points"] for entry in me["expiring"] if date.fromisoformat(entry["on"]) < date(2026, 12, 20))
+    assert due > 0
     result = runner.invoke(args=["ledger", "expire"])
     assert result.exit_code == 0, result.output
     assert "XLC XLC-001:" in result.output and "lapsed" in result.output
@@ -131,7 +136,7 @@ def test_the_resident_sees_what_lapses_and_cron_lapses_it_once(app, api, client,
     lapses = [line for line in lines if line["code"] == "expiry"]
     assert lapses and sum(-line["amount"] for line in lapses) == due
     left = api.get(f"/api/v1/households/{household_id}", "committee_xlc").get_json()["expiring"]
-    assert all(date.fromisoformat(entry["on"]) >= date(2027, 1, 1) for entry in left)
+    assert left and all(date.fromisoformat(entry["on"]) >= date(2026, 12, 20) for entry in left)
     verify = runner.invoke(args=["ledger", "verify"])
     assert verify.exit_code == 0, verify.output
 

@@ -106,8 +106,7 @@ class HouseholdSchema(Schema):
     members = fields.List(fields.Dict(), metadata={"description": "name and relation; only in the detail view"})
     expiring = fields.List(fields.Nested(lambda: ExpiringSchema()), metadata={
         "description": "points that will lapse under the village's expiry setting, by day, soonest first (a day "
-                       "already past: the next nightly run lapses them); empty when points never lapse; only in "
-                       "the detail view"})
+                       "already past: the next nightly run lapses them); empty when points never lapse"})
 
 
 class ExpiringSchema(Schema):

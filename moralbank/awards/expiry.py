@@ -56,24 +56,35 @@ def _lapse_reason(lot: lots.Lot) -> str:
     return _("积分到期清零（%(day)s 获得）", day=periods.today(lot.dated).isoformat())
 
 
-def expiring(household: Household, *, within_days: int | None = None, today: date | None = None) -> list[dict]:
-    """``[{points, on}]``: the household's points that will lapse, by day, soonest first (only the next
-    ``within_days`` days when given; a day already past means the next run lapses them). Empty when
-    the village lets no points lapse."""
-    village = db.session.get(Area, household.village_id)
-    policy = expiry_policy(village)
-    if policy["mode"] == "none":
-        return []
-    account_id = db.session.scalar(select(Account.id).where(Account.household_id == household.id))
-    if account_id is None:
-        return []
-    today = today or periods.today()
+def _by_day(policy: dict, book, today: date, within_days: int | None) -> list[dict]:
     by_day: dict[date, int] = defaultdict(int)
-    for lot in lots.book_of(account_id).open_lots():
+    for lot in book.open_lots():
         day = lapse_day(policy, lot.dated)
         if day is not None and (within_days is None or day <= today + timedelta(days=within_days)):
             by_day[day] += lot.left
     return [{"points": points, "on": day} for day, points in sorted(by_day.items())]
+
+
+def expiring(household: Household, *, within_days: int | None = None, today: date | None = None) -> list[dict]:
+    """``[{points, on}]``: the household's points that will lapse, by day, soonest first (only the next
+    ``within_days`` days when given; a day already past means the next run lapses them). Empty when
+    the village lets no points lapse."""
+    return expiring_of(db.session.get(Area, household.village_id), [household.id],
+                       within_days=within_days, today=today).get(household.id, [])
+
+
+def expiring_of(village: Area, household_ids: list[int], *, within_days: int | None = None,
+                today: date | None = None) -> dict[int, list[dict]]:
+    """``expiring`` of several households of one village, their transfers read in one pass (a page of
+    the household list); nothing is read when the village lets no points lapse."""
+    policy = expiry_policy(village)
+    if policy["mode"] == "none" or not household_ids:
+        return {}
+    accounts = dict(db.session.execute(select(Account.id, Account.household_id).where(
+        Account.household_id.in_(household_ids))).all())
+    today = today or periods.today()
+    return {accounts[account_id]: _by_day(policy, book, today, within_days)
+            for account_id, book in lots.books_of(set(accounts)).items()}
 
 
 @dataclass

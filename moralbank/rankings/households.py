@@ -6,7 +6,7 @@ from functools import lru_cache
 from sqlalchemy import and_, select, union_all
 from sqlalchemy.orm import aliased
 
-from ..awards.expiry import expiring
+from ..awards.expiry import expiring, expiring_of
 from ..extensions import db
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
@@ -54,7 +54,11 @@ def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: 
         query = query.where(Household.hamlet_id.in_(hamlet_ids or {-1}))
     page = keyset_page(query, Household.id, limit=limit, cursor=after, newest_first=False, rows=True,
                        key=lambda row: row[0])
-    return [_row_to_summary(row, village) for row in page.items], page.next
+    items = [_row_to_summary(row, village) for row in page.items]
+    expiring = expiring_of(village, [item["id"] for item in items])
+    for item in items:
+        item["expiring"] = expiring.get(item["id"], [])
+    return items, page.next
 
 
 def transfer_history(household: Household, *, before: int | None = None, limit: int = 50):
