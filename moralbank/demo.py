@@ -223,9 +223,9 @@ def seed_demo(echo=print) -> bool:
     for phone, role in (("13800000001", "committee of BLM"), ("13800000002", "grid manager of 八里庙屯"),
                         ("13800000003", f"resident, head of household {resident_household.number}"),
                         ("13800000004", "clerk of 八里庙村积分超市"), ("13800000005", "supervisor of 康平街道"),
-                        ("13800000006", "committee of XLC"), ("13800000011", "grid manager of 前进屯"),
-                        ("13800000012", "grid manager of 东岗屯"), ("13800000013", "committee of BLM, lives in 西沟屯"),
-                        ("13800000016", "resident of XLC-001 (points lapsing soon)")):
+                        ("13800000006", "committee of XLC"), ("13800000141", "grid manager of 前进屯"),
+                        ("13800000142", "grid manager of 东岗屯"), ("13800000143", "committee of BLM, lives in 西沟屯"),
+                        ("13800000146", "resident of XLC-001 (points lapsing soon)")):
         echo(f"  {phone}  {role}")
     return True
 
@@ -253,11 +253,11 @@ def _plant(household, rules, *, proposer, approver, at, titles=()):
 def _integrity_and_expiry_cases(blm, blm_hamlets, blm_households, blm_rules, committee, grid,
                                 xlc, xlc_households, xlc_rules, xlc_committee, echo=print):
     """One planted case of each integrity flag in BLM, and expiry by ``months`` in XLC with points
-    lapsing within 30 days for the household of an XLC resident login (13800000016).
+    lapsing within 30 days for the household of an XLC resident login (13800000146).
 
-    BLM gets three more staff: 钱志远 (13800000011, grid manager of 前进屯) gives most of his points
-    to two households (``concentrated``); 孙海波 (13800000012, grid manager of 东岗屯) proposes
-    big-point items (``outlier_proposer``); 吴秀英 (13800000013, committee, of a 西沟屯 household)
+    BLM gets three more staff: 钱志远 (13800000141, grid manager of 前进屯) gives most of his points
+    to two households (``concentrated``); 孙海波 (13800000142, grid manager of 东岗屯) proposes
+    big-point items (``outlier_proposer``); a committee member of a 西沟屯 household (13800000143)
     favours her own hamlet (``self_hamlet``). 李红梅 approves the first two's awards seconds apart
     (``rubber_stamp``), and 赵志刚 declares today a relative's household he has been proposing for
     all along (``relative``: his earlier awards to it stand out; from now on he cannot propose for it).
@@ -272,10 +272,10 @@ def _integrity_and_expiry_cases(blm, blm_hamlets, blm_households, blm_rules, com
     rng = random.Random(14)
     now = utcnow()
     burst_start = periods.bounds(periods.previous(periods.current_month(now)))[0] + timedelta(days=9, hours=9)
-    g2 = create_user(phone="13800000011", name="钱志远", password=DEMO_PASSWORD, role="grid", hamlets=[blm_hamlets[1]])
-    g3 = create_user(phone="13800000012", name="孙海波", password=DEMO_PASSWORD, role="grid", hamlets=[blm_hamlets[2]])
+    g2 = create_user(phone="13800000141", name="钱志远", password=DEMO_PASSWORD, role="grid", hamlets=[blm_hamlets[1]])
+    g3 = create_user(phone="13800000142", name="孙海波", password=DEMO_PASSWORD, role="grid", hamlets=[blm_hamlets[2]])
     own = blm_households[50]  # a household of 西沟屯
-    c2 = create_user(phone="13800000013", name=own.members[1].name, password=DEMO_PASSWORD, role="committee",
+    c2 = create_user(phone="13800000143", name=own.members[1].name, password=DEMO_PASSWORD, role="committee",
                      area=blm)
     c2.resident_id = own.members[1].id
     in_hamlet = {hamlet.id: [h for h in blm_households if h.hamlet_id == hamlet.id] for hamlet in blm_hamlets}
@@ -307,7 +307,7 @@ def _integrity_and_expiry_cases(blm, blm_hamlets, blm_households, blm_rules, com
     _plant(first, xlc_rules, proposer=None, approver=xlc_committee, at=datetime.combine(
         earned, datetime.min.time().replace(hour=10), tzinfo=local_zone()), titles=("红白喜事简办",))
     db.session.flush()
-    create_user(phone="13800000016", name=first.head.name, password=DEMO_PASSWORD, role="resident",
+    create_user(phone="13800000146", name=first.head.name, password=DEMO_PASSWORD, role="resident",
                 household=first)
     lapsed = expire_due(now, village_code="XLC")
     soon = expiring(db.session.get(Household, first.id), within_days=30)

@@ -31,7 +31,7 @@ def test_integrity_kinships_and_expiry_on_a_phone(phone):
     screenshot(page, "kinships-declared")
     page.context.clear_cookies()
 
-    login(page, "13800000016")  # a resident of XLC, where points lapse after 6 months
+    login(page, "13800000146")  # a resident of XLC, where points lapse after 6 months
     assert page.get_by_test_id("expiring").is_visible()
     assert "到期清零" in page.get_by_test_id("expiring").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360

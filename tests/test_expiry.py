@@ -102,11 +102,11 @@ def test_the_committee_sets_expiry_and_bad_settings_change_nothing(app, api, cli
 
 @pytest.mark.clock(MOMENT)
 def test_the_resident_sees_what_lapses_and_cron_lapses_it_once(app, api, client, auth, runner, clock):
-    me = api.get("/api/v1/me", "13800000016").get_json()["household"]
+    me = api.get("/api/v1/me", "13800000146").get_json()["household"]
     soon = [entry for entry in me["expiring"] if date.fromisoformat(entry["on"]) <= date(2026, 12, 31)]
     assert soon and all(entry["points"] > 0 for entry in soon)
     assert sum(entry["points"] for entry in me["expiring"]) <= me["balance"]
-    auth.login("13800000016")
+    auth.login("13800000146")
     home = client.get("/home").get_data(as_text=True)
     assert "积分即将到期清零" in home and f"{soon[0]['points']} 分将于 {soon[0]['on']} 到期清零" in home
     auth.logout()
