@@ -140,6 +140,15 @@ def test_the_resident_sees_what_lapses_and_cron_lapses_it_once(app, api, client,
     verify = runner.invoke(args=["ledger", "verify"])
     assert verify.exit_code == 0, verify.output
 
+    # the committee reverses a lapse: the points are back, as new points that live another 6 months
+    reversed_ = api.post(f"/api/v1/transfers/{lapses[0]['id']}/reversal", "committee_xlc", json={"reason": "误清零"})
+    assert reversed_.status_code == 201, reversed_.get_json()
+    assert _household(app, "XLC-001")[1] == after - lapses[0]["amount"]
+    left = api.get(f"/api/v1/households/{household_id}", "committee_xlc").get_json()["expiring"]
+    assert {"points": -lapses[0]["amount"], "on": "2027-06-20"} in left
+    assert "lapsed 0 points" in runner.invoke(args=["ledger", "expire"]).output
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
 
 @pytest.mark.clock("2026-12-31 20:00")
 def test_annual_expiry_lapses_the_year_at_its_end(app, api, client, runner, clock):
