@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from support import csrf_from, local_moment, session_of
 
@@ -174,3 +174,60 @@ def test_annual_expiry_lapses_the_year_at_its_end(app, api, client, runner, cloc
         assert s.scalar(select(Account.balance).where(Account.household_id == household_id)) == 0
     assert _all_scores(app) == every_score
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.clock(MOMENT)
+def test_racing_expire_runs_and_spending_lapse_each_lot_once(app):
+    """Four cron runs at once and four tills spending from the same households: each lot lapses once,
+    no household is overdrawn, and the lots still add up (verify)."""
+    from test_ledger_races import assert_verifies, race
+
+    from moralbank.awards.expiry import expire_due
+    from moralbank.database import write_transaction
+    from moralbank.extensions import db
+    from moralbank.ledger import service as ledger
+    from moralbank.ledger.models import Account, Transfer
+    from moralbank.ledger.service import InsufficientPoints
+    from moralbank.people.models import Area, Household
+    from moralbank.stores.models import Store
+
+    with app.app_context():
+        with write_transaction():
+            db.session.scalar(select(Area).where(Area.code == "XLC")).expiry = {"mode": "months", "months": 2}
+        households = db.session.scalars(select(Household.id).join(Area, Area.id == Household.village_id)
+                                        .where(Area.code == "XLC").order_by(Household.id).limit(4)).all()
+        store_id = db.session.scalar(select(Store.id).join(Area, Area.id == Store.village_id)
+                                     .where(Area.code == "XLC"))
+        lapses_before = db.session.scalar(select(func.count()).select_from(Transfer).where(Transfer.code == "expiry"))
+        before = dict(db.session.execute(select(Account.household_id, Account.balance)
+                                         .where(Account.household_id.in_(households))).all())
+        db.session.remove()
+
+    def worker(number: int):
+        if number < 4:
+            return [lapse for lapse in expire_due(village_code="XLC") if not lapse.replayed]
+        spent = 0
+        for attempt in range(5):
+            try:
+                with write_transaction():
+                    ledger.transfer(debit=ledger.household_account(households[number - 4]),
+                                    credit=ledger.store_account(store_id), amount=7, code="redemption",
+                                    idempotency_key=f"expiry-race-{number}-{attempt}", reason="race")
+                spent += 1
+            except InsufficientPoints:
+                pass
+        return spent
+
+    results, errors, _seconds = race(app, 8, worker)
+    assert not errors, errors
+    lapsed = [lapse for result in results if isinstance(result, list) for lapse in result]
+    with app.app_context():
+        keys = db.session.scalars(select(Transfer.idempotency_key).where(Transfer.code == "expiry")).all()
+        assert len(keys) == lapses_before + len(lapsed) and len(set(keys)) == len(keys)
+        assert lapsed, "months = 2 leaves four months of the demo's history due"
+        after = dict(db.session.execute(select(Account.household_id, Account.balance)
+                                        .where(Account.household_id.in_(households))).all())
+        assert all(after[h] >= 0 for h in households if before[h] >= 0), (before, after)
+        db.session.remove()
+    assert_verifies(app)
