@@ -109,6 +109,8 @@ class LotBook:
         self.lots[transfer_id] = Lot(id=transfer_id, dated=created_at, amount=amount, left=amount)
 
     def _pay_deficit(self) -> None:
+        if not self.deficit:
+            return
         for lot in self.open_lots():
             if not self.deficit:
                 break
