@@ -8,8 +8,10 @@ expire`` all see the same lots.
 
 The rule, transfer by transfer (``LotBook.apply``):
 
-* **A credit opens a lot** of its amount, dated when it was written (an award; the reversal of a
-  deduction; anything else paid in, e.g. points coming back from a hold).
+* **A credit opens a lot** of its amount, dated when it was written (an award, an adjustment,
+  anything paid in that is not one of the returns below). Points coming back from a hold (offline
+  vouchers) belong back in the lots the hold took them from: for that, the return must name the
+  hold's debit the way a reversal names its original (``reverses_id``), and ``_credit`` restores it.
 * **A debit spends the oldest points first**: it consumes open lots by date (then id), and what
   no lot covers is a *deficit* (a deduction may take a household below zero). The book remembers
   which lots each debit consumed.
