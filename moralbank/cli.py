@@ -1,4 +1,4 @@
-"""Flask commands: seed-demo, create-user, ledger verify, awards post-due, import-households."""
+"""Flask commands: seed-demo, create-user, ledger verify, ledger expire, awards post-due, import-households."""
 from __future__ import annotations
 
 import sys
@@ -100,6 +100,21 @@ def ledger_verify_command():
                f"{report.score_rows} score rows: " + ("consistent" if report.ok else
                                                       f"{len(report.discrepancies)} discrepancies"))
     sys.exit(0 if report.ok else 1)
+
+
+@ledger_cli.command("expire")
+@click.option("--village", "village_code", help="only this village (code)")
+def ledger_expire_command(village_code):
+    """Lapse the points due under each village's expiry setting (for cron, nightly); prints each lapse."""
+    from .awards.expiry import expire_due
+
+    done = expire_due(village_code=village_code)
+    for lapse in done:
+        click.echo(f"{lapse.village} {lapse.household}: {lapse.points} points earned {lapse.earned_on} "
+                   f"lapsed (last day {lapse.on})" + (" [already done]" if lapse.replayed else ""))
+    fresh = [lapse for lapse in done if not lapse.replayed]
+    click.echo(f"lapsed {sum(lapse.points for lapse in fresh)} points in {len(fresh)} lots of "
+               f"{len({(lapse.village, lapse.household) for lapse in fresh})} households")
 
 
 @awards_cli.command("post-due")

@@ -8,12 +8,13 @@ time order, exactly as it would have happened, within the catalogue's caps.
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 from sqlalchemy import select
 
 from . import periods
 from .awards.service import create_rule, record_award
-from .database import utcnow, write_transaction
+from .database import local_zone, utcnow, write_transaction
 from .extensions import db
 from .people.models import Area
 from .people.service import create_area, create_household, create_user
@@ -250,13 +251,100 @@ def seed_demo(echo=print) -> bool:
         _history(rng, blm_rules, blm_households, blm_stores, committee, grid, resident=resident_household)
         _history(rng, xlc_rules, xlc_households, xlc_stores, xlc_committee, None)
         _governance_rules_and_veto(blm, committee, grid, blm_households)
+        _integrity_and_expiry_cases(blm, blm_hamlets, blm_households, blm_rules, committee, grid,
+                                    xlc, xlc_households, xlc_rules, xlc_committee, echo=echo)
     echo("Demo village loaded: 八里庙村 (BLM, 60 households) and 新立村 (XLC, 20 households).")
     echo(f"Logins (password {DEMO_PASSWORD}):")
     for phone, role in (("13800000001", "committee of BLM"), ("13800000002", "grid manager of 八里庙屯"),
                         ("13800000003", f"resident, head of household {resident_household.number}"),
                         ("13800000004", "clerk of 八里庙村积分超市"), ("13800000005", "supervisor of 康平街道"),
-                        ("13800000006", "committee of XLC")):
+                        ("13800000006", "committee of XLC"), ("13800000141", "grid manager of 前进屯"),
+                        ("13800000142", "grid manager of 东岗屯"), ("13800000143", "committee of BLM, lives in 西沟屯"),
+                        ("13800000146", "resident of XLC-001 (points lapsing soon)")):
         echo(f"  {phone}  {role}")
     return True
 
 
+
+
+# --- favouritism checks (人情分) and point expiry ------------------------------------------------
+
+def _plant(household, rules, *, proposer, approver, at, titles=()):
+    """Record (and post) an award for ``household`` at ``at`` under the first of ``titles`` (then any
+    of ``rules``) whose cap still has room that day; None when every one is at its cap."""
+    from .awards.service import check_cap
+    from .errors import Invalid
+
+    by_title = {rule.title: rule for rule in rules}
+    for rule in [by_title[title] for title in titles] + [rule for rule in rules if rule.points > 0]:
+        try:
+            check_cap(household, rule, periods.today(at), 1)
+        except Invalid:
+            continue
+        return record_award(household, rule, proposer=proposer, approver=approver, at=at)
+    return None
+
+
+def _integrity_and_expiry_cases(blm, blm_hamlets, blm_households, blm_rules, committee, grid,
+                                xlc, xlc_households, xlc_rules, xlc_committee, echo=print):
+    """One planted case of each integrity flag in BLM, and expiry by ``months`` in XLC with points
+    lapsing within 30 days for the household of an XLC resident login (13800000146).
+
+    BLM gets three more staff: 钱志远 (13800000141, grid manager of 前进屯) gives most of his points
+    to two households (``concentrated``); 孙海波 (13800000142, grid manager of 东岗屯) proposes
+    big-point items (``outlier_proposer``); a committee member of a 西沟屯 household (13800000143)
+    favours her own hamlet (``self_hamlet``). 李红梅 approves the first two's awards seconds apart
+    (``rubber_stamp``), and 赵志刚 declares today a relative's household he has been proposing for
+    all along (``relative``: his earlier awards to it stand out; from now on he cannot propose for it).
+    """
+    from datetime import timedelta
+
+    from .awards.expiry import expire_due, expiring
+    from .people.kinships import declare
+    from .people.models import Household
+    from .awards.models import Award
+
+    rng = random.Random(14)
+    now = utcnow()
+    burst_start = periods.bounds(periods.previous(periods.current_month(now)))[0] + timedelta(days=9, hours=9)
+    g2 = create_user(phone="13800000141", name="钱志远", password=DEMO_PASSWORD, role="grid", hamlets=[blm_hamlets[1]])
+    g3 = create_user(phone="13800000142", name="孙海波", password=DEMO_PASSWORD, role="grid", hamlets=[blm_hamlets[2]])
+    own = blm_households[50]  # a household of 西沟屯
+    c2 = create_user(phone="13800000143", name=own.members[1].name, password=DEMO_PASSWORD, role="committee",
+                     area=blm)
+    c2.resident_id = own.members[1].id
+    in_hamlet = {hamlet.id: [h for h in blm_households if h.hamlet_id == hamlet.id] for hamlet in blm_hamlets}
+    moment = iter(burst_start + timedelta(seconds=4 * step) for step in range(100))
+    favoured = in_hamlet[blm_hamlets[1].id][3:5]
+    for step in range(10):  # concentrated: ten awards to two households, approved seconds apart
+        _plant(favoured[step % 2], blm_rules, proposer=g2, approver=committee, at=next(moment),
+               titles=("参加志愿服务（半天）", "冬季清雪出工", "照顾孤寡老人"))
+    for household in in_hamlet[blm_hamlets[2].id][2:10]:  # outlier_proposer: big items, one per household
+        _plant(household, blm_rules, proposer=g3, approver=committee, at=next(moment),
+               titles=("不要高价彩礼", "义务献血", "红白喜事简办", "评为好媳妇、好婆婆", "子女考上大学"))
+    start = periods.bounds(periods.shift(periods.current_month(now), -2))[0]
+    targets = in_hamlet[blm_hamlets[3].id][:8] * 2 + [in_hamlet[blm_hamlets[0].id][7], in_hamlet[blm_hamlets[2].id][12]]
+    for household in targets:  # self_hamlet: her own hamlet far above its share of the village
+        _plant(household, blm_rules, proposer=c2, approver=committee, at=start + timedelta(
+            days=rng.randint(0, 50), hours=rng.randint(8, 18)), titles=("参加志愿服务（半天）", "冬季清雪出工"))
+    db.session.flush()
+    # relative: the household of 八里庙屯 (not the demo resident's) with the most of 赵志刚's awards
+    counts = {}
+    for household_id in db.session.scalars(select(Award.household_id).where(Award.proposed_by_id == grid.id)):
+        counts[household_id] = counts.get(household_id, 0) + 1
+    kin = max((h for h in in_hamlet[blm_hamlets[0].id][1:]), key=lambda h: (counts.get(h.id, 0), -h.id))
+    declare(grid, blm, user_id=grid.id, household_id=kin.id, relation="兄弟姐妹")
+
+    # expiry: each award's points lapse 6 months after posting in XLC; XLC-001 has points lapsing in 10 days
+    xlc.expiry = {"mode": "months", "months": 6}
+    first = xlc_households[0]
+    earned = periods.add_months(periods.today(now), -6) + timedelta(days=10)
+    _plant(first, xlc_rules, proposer=None, approver=xlc_committee, at=datetime.combine(
+        earned, datetime.min.time().replace(hour=10), tzinfo=local_zone()), titles=("红白喜事简办",))
+    db.session.flush()
+    create_user(phone="13800000146", name=first.head.name, password=DEMO_PASSWORD, role="resident",
+                household=first)
+    lapsed = expire_due(now, village_code="XLC")
+    soon = expiring(db.session.get(Household, first.id), within_days=30)
+    echo(f"Integrity cases planted in BLM; XLC lets points lapse after 6 months ({len(lapsed)} lots lapsed now, "
+         f"{sum(e['points'] for e in soon)} points of {first.number} lapse within 30 days).")

@@ -7,3 +7,4 @@ from .rankings.models import HouseholdScore, RankingSnapshot, RankingSnapshotEnt
 from .stores.models import (HouseholdCard, Item, Redemption, RedemptionCode, RedemptionLine,  # noqa: F401
                             Settlement, Store)
 from .idempotency import IdempotencyRecord  # noqa: F401
+from .people.kinships import Kinship  # noqa: F401

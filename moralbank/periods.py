@@ -130,6 +130,15 @@ def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=local_zone())
 
 
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` calendar months later (earlier when negative), kept within the month:
+    31 August + 6 months is 28 (or 29) February. Point expiry (``months`` mode) counts this way."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    following_first = date(year + (month == 12), month % 12 + 1, 1)
+    return date(year, month, min(day.day, (following_first - date(year, month, 1)).days))
+
+
 # --- bounds ----------------------------------------------------------------------------------
 
 def days(period: str) -> tuple[date, date]:

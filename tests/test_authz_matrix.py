@@ -132,6 +132,10 @@ route("api.issue_card", "POST", "committee_write", lambda i: f"{A}/households/{i
 route("api.revoke_cards", "DELETE", "committee_write", lambda i: f"{A}/households/{i['household']}/cards")
 route("api.unlock_card", "POST", "clerk_write", lambda i: f"{A}/stores/{i['store']}/card-unlocks",
       json={"card": "x" * 20, "pin": "1234"})
+route("api.declare_kinship", "POST", "staff_write", lambda i: f"{A}/villages/XLC/kinships",
+      json=lambda i: {"user_id": 1, "household_id": i["household"], "relation": "父母"})
+route("api.list_kinships", "GET", "staff_read", lambda i: f"{A}/villages/XLC/kinships")
+route("api.get_integrity", "GET", "committee_or_sup_read", lambda i: f"{A}/villages/XLC/integrity")
 
 # gov-rules (issue 14): villagers' meetings adopting the catalogue's drafts
 route("api.create_meeting", "POST", "committee_write", lambda i: f"{A}/villages/XLC/meetings",
@@ -230,6 +234,10 @@ route("shop.household_card", "POST", "committee_write", lambda i: f"/committee/h
       form={"pin": "1234"})
 route("shop.revoke_card", "POST", "committee_write",
       lambda i: f"/committee/households/{i['household']}/card/revoke", form={"confirm": "1"})
+route("board.kinship_page", "GET", "any_user", lambda i: "/kinships")
+route("board.kinship_page", "POST", "own_village_write", lambda i: "/kinships",
+      form={"household": "XLC-001", "relation": "父母"})
+route("board.integrity_page", "GET", "committee_or_sup_read", lambda i: "/integrity?village=XLC")
 
 EXPECTED = E
 
@@ -326,6 +334,7 @@ def _fingerprint(app) -> str:
     """Everything a refused request must not change."""
     from moralbank.awards.models import Award, Meeting, Objection, Rule
     from moralbank.ledger.models import Transfer
+    from moralbank.people.kinships import Kinship
     from moralbank.people.models import Area
     from moralbank.rankings.models import RankingSnapshot
     from moralbank.stores.models import HouseholdCard, Item, Redemption, Settlement
@@ -344,6 +353,8 @@ def _fingerprint(app) -> str:
             s.scalar(select(func.count()).select_from(Meeting)),
             s.execute(select(Item.id, Item.name, Item.points, Item.stock, Item.active).order_by(Item.id)).all(),
             s.execute(select(Area.code, Area.notice_days, Area.approval_threshold).order_by(Area.code)).all(),
+            s.execute(select(Area.code, Area.expiry).order_by(Area.code)).all(),
+            s.scalar(select(func.count()).select_from(Kinship)),
         ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 

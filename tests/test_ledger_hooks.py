@@ -53,8 +53,10 @@ create_app({{"SQLALCHEMY_DATABASE_URI": "sqlite:///{tmp_path / 'x.db'}", "SECRET
 from moralbank import throttle
 from moralbank.rankings import scores
 from moralbank.stores import settled
+from moralbank.awards import expiry
 assert hooks.posting_hooks() == (scores.apply_transfer,), hooks.posting_hooks()
-assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements}}, hooks.verify_checks()
+assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements, expiry.verify_lots}}, \
+    hooks.verify_checks()
 assert auth._reserve_guess is throttle.password_guess
 print("registered")
 """

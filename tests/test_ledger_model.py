@@ -127,7 +127,8 @@ MUST_HAPPEN = ("award", "deduction", "spend", "spend refused", "code issued", "r
                "settlement refused: already_settled", "settlement refused: nothing_to_settle", "reversal",
                "reversal refused: already reversed", "reversal refused: is a reversal",
                "reversal refused: settlement", "reversal refused: period_settled", "replay", "key conflict",
-               "veto", "veto reversal", "red list")
+               "veto", "veto reversal", "red list",
+               "lapse")  # lapse: gov-integrity's expiry steps
 
 
 def awards_models():
@@ -882,6 +883,56 @@ class LedgerMachine(RuleBasedStateMachine):
         self.timings["verify"] += time.perf_counter() - started
         self.timings["verify calls"] += 1
         assert report.ok, report.discrepancies
+
+
+    # --- expiry (gov-integrity: point expiry by village policy) -------------------------------------
+    # Time advances by ``wait``; ``lapse`` sets the village's expiry setting and runs what
+    # ``flask ledger expire`` runs for the sequence's households, twice (the second must write
+    # nothing). The model moves what lapsed from each household to the sink and leaves the
+    # scores alone, so ``database_agrees_with_the_model`` checks that expiry never changes a
+    # score; ``lots_add_up`` checks the lots after every step.
+
+    @rule(policy=st.sampled_from(({"mode": "months", "months": 1}, {"mode": "months", "months": 2},
+                                  {"mode": "annual", "on": "12-31"}, {"mode": "annual", "on": "01-31"})))
+    def lapse(self, policy):
+        from moralbank import periods
+        from moralbank.awards.expiry import expire_household, lapse_day
+        from moralbank.ledger.expiry import book_of
+
+        with write_transaction():
+            db.session.get(Area, self.village_id).expiry = policy
+        village = db.session.get(Area, self.village_id)
+        today = periods.today(self._now())
+        for account_id in self.accounts:
+            due = sum(lot.left for lot in book_of(account_id).open_lots()
+                      if lapse_day(policy, lot.dated) < today)
+            for attempt in range(2):
+                with write_transaction():
+                    done = expire_household(village, policy, account_id, self.household_of[account_id], "model",
+                                            today, self._now())
+                if attempt:
+                    assert all(lapse.replayed for lapse in done), "a second run lapsed again"
+                    continue
+                assert sum(lapse.points for lapse in done) == due, (policy, due, done)
+                for lapse in done:
+                    self._move(account_id, self.sink, lapse.points, "expiry")
+                    self._count("lapse")
+            assert all(lapse_day(policy, lot.dated) >= today for lot in book_of(account_id).open_lots())
+        db.session.rollback()
+
+    @invariant()
+    def lots_add_up(self):
+        if not self.ready:
+            return
+        from moralbank.ledger.expiry import book_of, check_book
+
+        for account_id in self.accounts:
+            book = book_of(account_id)
+            assert check_book(book, self.model[account_id]) == [], check_book(book, self.model[account_id])
+            assert all(lot.left >= 0 for lot in book.lots.values())
+            assert book.held == max(self.model[account_id], 0)
+        db.session.rollback()
+    # --- end of expiry ----------------------------------------------------------------------------
 
 
 @pytest.fixture

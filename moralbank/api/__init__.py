@@ -11,3 +11,4 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
 from . import errors, resources, openapi, awards, stores, rankings, meetings  # noqa: E402,F401
+from . import integrity  # noqa: E402,F401

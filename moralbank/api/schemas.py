@@ -13,6 +13,11 @@ from ..periods import MONTH_PATTERN, PERIOD_PATTERN  # noqa: F401 (the API's sch
 ID_MAX = 2**31 - 1
 
 
+EXPIRY_DESCRIPTION = ('when points lapse: {"mode": "none"} (never), {"mode": "annual", "on": "12-31"} (unspent '
+                      'points lapse at the end of that day each year), or {"mode": "months", "months": 24} (each '
+                      "award's points lapse that many months after posting, 1-120; spent first-in first-out)")
+
+
 class WholeRegexp(validate.Regexp):
     """A pattern the whole value must match: Python's ``$`` also matches before a final newline,
     so ``"2026-10\n"`` would otherwise pass as a second spelling of October."""
@@ -101,6 +106,9 @@ class HouseholdSchema(Schema):
     members = fields.List(fields.Dict(), metadata={"description": "name and relation; only in the detail view"})
     veto = fields.Nested("VetoSchema", allow_none=True,
                          metadata={"description": "一票否决: null, or the veto barring stars and honours"})
+    expiring = fields.List(fields.Nested(lambda: ExpiringSchema()), metadata={
+        "description": "points that will lapse under the village's expiry setting, by day, soonest first (a day "
+                       "already past: the next nightly run lapses them); empty when points never lapse"})
 
 
 class VetoSchema(Schema):
@@ -108,6 +116,11 @@ class VetoSchema(Schema):
     rule_id = fields.Integer()
     award_id = fields.Integer()
     title = fields.String(metadata={"description": "the veto item"})
+
+
+class ExpiringSchema(Schema):
+    points = fields.Integer()
+    on = fields.Date(metadata={"description": "the last day these points can be spent"})
 
 
 class HouseholdListSchema(Schema):
@@ -145,6 +158,7 @@ class VillageSchema(Schema):
     veto_period = fields.String(metadata={"description": "month, quarter or year: how long a 一票否决 lasts"})
     veto_blocks_redemption = fields.Boolean(metadata={"description": "a vetoed household cannot spend points"})
     veto_hides_ranking = fields.Boolean(metadata={"description": "a vetoed household is left out of the ranking"})
+    expiry = fields.Dict(metadata={"description": EXPIRY_DESCRIPTION})
 
 
 class MeSchema(Schema):
@@ -326,6 +340,7 @@ class VillagePatchSchema(Schema):
     veto_period = fields.String(validate=validate.OneOf(["month", "quarter", "year"]))
     veto_blocks_redemption = StrictBoolean()
     veto_hides_ranking = StrictBoolean()
+    expiry = fields.Dict(metadata={"description": EXPIRY_DESCRIPTION})
 
 
 class MeetingCreateSchema(Schema):

@@ -24,7 +24,8 @@ from ..audit.service import record as audit
 from ..database import require_write_transaction, utcnow, write_transaction
 from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from ..extensions import db
-from ..people import access
+from ..i18n import N_
+from ..people import access, kinships
 from ..people.models import Area, Household, User
 from .models import Award, AwardStatus, Objection, Rule, RuleStatus
 from .posting import post_award
@@ -80,6 +81,8 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
     if rule.status == RuleStatus.DRAFT:
         raise Invalid(_("「%(title)s」还是草案，村民会议通过后才能使用", title=rule.title), code="rule_not_in_force",
                       fields={"rule_id": [_("尚未生效")]})
+    if kind == "proposal":
+        kinships.require_no_conflict(actor, household.id, approving=False)
     if not rule.active:
         raise Invalid(_("「%(title)s」已停用或已修改，请刷新后重选", title=rule.title), code="rule_inactive",
                       fields={"rule_id": [_("已停用")]})
@@ -166,6 +169,7 @@ def approve(actor: User, award_id: int) -> Award:
                        code="invalid_state")
     if award.household_id in access.linked_household_ids(actor):
         raise Forbidden(_("不能审核自己家的积分"), code="own_household")
+    kinships.require_no_conflict(actor, award.household_id, approving=True)
     if abs(award.points) > village.approval_threshold and award.proposed_by_id == actor.id:
         raise Forbidden(_("超过 %(n)s 分的记录需要由提交人以外的村委会成员审核", n=village.approval_threshold),
                         code="second_approver_required")
@@ -286,11 +290,15 @@ def in_notice(village: Area) -> list[Award]:
         .order_by(Award.notice_ends_at, Award.id)).all()
 
 
-def review_queue(village: Area) -> list[Award]:
-    """What the committee must decide: proposed and disputed awards, oldest first."""
-    return db.session.scalars(select(Award).where(Award.village_id == village.id,
-                                                  Award.status.in_((AwardStatus.PROPOSED, AwardStatus.DISPUTED)))
-                              .order_by(Award.proposed_at, Award.id)).all()
+def review_queue(village: Area, viewer: User | None = None) -> list[Award]:
+    """What the committee must decide: proposed and disputed awards, oldest first; for ``viewer``,
+    without the awards to their declared relatives (other approvers decide those)."""
+    query = select(Award).where(Award.village_id == village.id,
+                                Award.status.in_((AwardStatus.PROPOSED, AwardStatus.DISPUTED)))
+    kin = kinships.kin_household_ids(viewer)
+    if kin:
+        query = query.where(Award.household_id.notin_(kin))
+    return db.session.scalars(query.order_by(Award.proposed_at, Award.id)).all()
 
 
 def waiting_counts(village: Area) -> dict[str, int]:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, utcnow
 from ..extensions import db
+from ..i18n import N_
 from ..labels import CATEGORIES  # noqa: F401  (re-exported: the words live in labels)
 
 

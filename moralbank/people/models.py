@@ -55,6 +55,9 @@ class Area(db.Model):
     veto_blocks_redemption: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: village setting: a vetoed household is left out of the plain ranking too
     veto_hides_ranking: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: village setting: when points lapse — {"mode": "none"}, {"mode": "annual", "on": "12-31"} or
+    #: {"mode": "months", "months": 24} (see ``villages.EXPIRY_MODES`` and ``awards.expiry``)
+    expiry: Mapped[Optional[dict]] = mapped_column(JSON, default=lambda: {"mode": "none"})
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     parent: Mapped[Optional["Area"]] = relationship(remote_side=[id], back_populates="children")

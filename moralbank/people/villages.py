@@ -1,6 +1,8 @@
-"""A village's own settings (notice days, code lifetime, approval threshold, star thresholds),
+"""A village's own settings (notice days, code lifetime, approval threshold, star thresholds, point expiry),
 changed by its committee: one service that the API and the web pages both call."""
 from __future__ import annotations
+
+from datetime import date
 
 from flask_babel import gettext as _
 
@@ -18,6 +20,41 @@ STAR_COUNTS = (5, 10)
 FLAGS = ("rule_changes_need_meeting", "veto_blocks_redemption", "veto_hides_ranking")
 VETO_PERIODS = ("month", "quarter", "year")
 
+#: point expiry: the modes of the ``expiry`` setting, and the range of ``months``
+EXPIRY_MODES = ("none", "annual", "months")
+EXPIRY_MONTHS = (1, 120)
+NO_EXPIRY = {"mode": "none"}
+
+
+def expiry_policy(village: Area) -> dict:
+    """The village's ``expiry`` setting, ``{"mode": "none"}`` when it has none."""
+    return dict(village.expiry or NO_EXPIRY)
+
+
+def _expiry_problem(value) -> str | None:
+    """Why ``value`` is not an expiry setting (None if it is one)."""
+    if not isinstance(value, dict) or value.get("mode") not in EXPIRY_MODES:
+        return _("应为不清零、每年清零（带日期）或按月数清零")
+    mode = value["mode"]
+    allowed = {"none": {"mode"}, "annual": {"mode", "on"}, "months": {"mode", "months"}}[mode]
+    if set(value) != allowed:
+        return _("每年清零需要日期（如 12-31），按月清零需要月数")
+    if mode == "annual":
+        on = value["on"]
+        try:
+            valid = (isinstance(on, str) and len(on) == 5 and on[2] == "-" and on.replace("-", "").isdigit()
+                     and on != "02-29" and date(2025, int(on[:2]), int(on[3:])) is not None)
+        except ValueError:
+            valid = False
+        if not valid:
+            return _("清零日期应为 月-日，如 12-31（不能是 02-29）")
+    if mode == "months":
+        months = value["months"]
+        if isinstance(months, bool) or not isinstance(months, int) or not (
+                EXPIRY_MONTHS[0] <= months <= EXPIRY_MONTHS[1]):
+            return _("月数应为 %(low)s 到 %(high)s 的整数", low=EXPIRY_MONTHS[0], high=EXPIRY_MONTHS[1])
+    return None
+
 
 def settings_of(village: Area) -> dict:
     """The settings of ``village`` as the API and the settings page show them."""
@@ -27,7 +64,8 @@ def settings_of(village: Area) -> dict:
             "approval_threshold": village.approval_threshold, "star_thresholds": village.star_thresholds,
             "rule_changes_need_meeting": village.rule_changes_need_meeting, "veto_period": village.veto_period,
             "veto_blocks_redemption": village.veto_blocks_redemption,
-            "veto_hides_ranking": village.veto_hides_ranking}
+            "veto_hides_ranking": village.veto_hides_ranking,
+            "expiry": expiry_policy(village)}
 
 
 def _problems(changes: dict) -> dict[str, list[str]]:
@@ -52,6 +90,10 @@ def _problems(changes: dict) -> dict[str, list[str]]:
         elif key == "veto_period":
             if value not in VETO_PERIODS:
                 fields[key] = [_("应为月、季度或年")]
+        elif key == "expiry":
+            problem = _expiry_problem(value)
+            if problem:
+                fields[key] = [problem]
         else:
             fields[key] = [_("不能修改")]
     return fields
@@ -65,7 +107,7 @@ def change_settings(actor: User, village: Area, changes: dict) -> Area:
     problems = _problems(changes)
     if problems:
         raise Invalid(_("设置有误，请按提示修改"), fields=problems)
-    before = {key: getattr(village, key) for key in changes}
+    before = {key: (expiry_policy(village) if key == "expiry" else getattr(village, key)) for key in changes}
     for key, value in changes.items():
         setattr(village, key, value)
     audit("village.settings", actor=actor, village_id=village.id, target=village,

@@ -7,6 +7,7 @@ from sqlalchemy import and_, select, union_all
 from sqlalchemy.orm import aliased
 
 from ..awards import vetoes
+from ..awards.expiry import expiring, expiring_of
 from ..extensions import db
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
@@ -37,7 +38,7 @@ def _row_to_summary(row, village: Area) -> dict:
 
 
 def household_summary(household: Household) -> dict:
-    """{id, number, head, hamlet, balance, score, stars, veto} of one household (no stars while vetoed)."""
+    """{id, number, head, hamlet, balance, score, stars, veto, members, expiring} of one household (no stars while vetoed)."""
     row = db.session.execute(_summary_query().where(Household.id == household.id)).one()
     village = db.session.get(Area, household.village_id)
     summary = _row_to_summary(row, village)
@@ -45,6 +46,7 @@ def household_summary(household: Household) -> dict:
     if summary["veto"]:
         summary["stars"] = 0
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
+    summary["expiring"] = expiring(household)
     return summary
 
 
@@ -58,10 +60,12 @@ def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: 
                        key=lambda row: row[0])
     vetoed = vetoes.vetoed_in(village)
     summaries = [_row_to_summary(row, village) for row in page.items]
+    expiring = expiring_of(village, [summary["id"] for summary in summaries])
     for summary in summaries:
         summary["veto"] = vetoed.get(summary["id"])
         if summary["veto"]:
             summary["stars"] = 0
+        summary["expiring"] = expiring.get(summary["id"], [])
     return summaries, page.next
 
 

@@ -39,6 +39,10 @@ def nav_links() -> list[tuple[str, str]]:
         links += [(_("统计"), url_for("board.dashboard"))]
     if "supervisor" in roles:
         links += [(_("各村概况"), url_for("board.overview"))]
+    if roles & {"committee", "admin", "grid"}:
+        links += [(_("亲属申报"), url_for("board.kinship_page"))]
+    if roles & {"committee", "admin", "supervisor"}:
+        links += [(_("廉洁检查"), url_for("board.integrity_page"))]
     if "clerk" in roles:
         links += [(_("收款"), url_for("shop.shop_home")), (_("兑换记录"), url_for("shop.history")),
                   (_("库存"), url_for("shop.shop_items"))]
@@ -84,6 +88,7 @@ def init_app(app) -> None:
     from . import awards, board, shop, views
     # Modules that add routes to the awards, board and shop blueprints: imported before registering them.
     from . import committee, dashboards, meetings, proposals, resident, store_admin  # noqa: F401
+    from . import integrity  # noqa: F401
 
     app.register_blueprint(views.bp)
     app.register_blueprint(board.bp)

@@ -53,7 +53,7 @@ def review():
             return {"redirect": url_for("awards.review"), "message": message,
                     "category": "error" if outcome.refused else "success"}
         return submit_once(action)
-    queue = awards.review_queue(village)
+    queue = awards.review_queue(village, viewer=current_user)
     objections = {}
     if queue:
         for objection in db.session.scalars(select(Objection).where(
@@ -224,6 +224,23 @@ def _governance_changes(form, current: dict) -> dict:
     return {key: value for key, value in typed.items() if value != current[key]}
 
 
+#: the expiry setting's label and its modes, as the page shows them
+EXPIRY_LABEL = N_("积分清零")
+EXPIRY_MODES = {"none": N_("不清零"), "annual": N_("每年清零"), "months": N_("获得后满若干个月清零")}
+
+
+def _typed_expiry(form) -> dict | None:
+    """The expiry setting as typed on the page (None when the form has no expiry field)."""
+    mode = form.get("expiry_mode")
+    if mode is None:
+        return None
+    if mode == "annual":
+        return {"mode": mode, "on": form.get("expiry_on", "").strip()}
+    if mode == "months":
+        return {"mode": mode, "months": _setting_value("months", form.get("expiry_months", ""))}
+    return {"mode": mode}
+
+
 @bp.route("/committee/settings", methods=["GET", "POST"])
 @login_required
 def village_settings():
@@ -236,12 +253,15 @@ def village_settings():
         typed = {key: _setting_value(key, request.form.get(key, "")) for key in SETTINGS}
         changes = {key: value for key, value in typed.items() if value != current[key]}
         changes.update(_governance_changes(request.form, current))
+        expiry = _typed_expiry(request.form)
+        if expiry is not None and expiry != current["expiry"]:
+            changes["expiry"] = expiry
         try:
             with write_transaction():
                 villages.change_settings(current_user, village, changes)
         except DomainError as error:
             problems = error.fields
-            labels = {**SETTINGS, **FLAG_SETTINGS, "veto_period": N_("一票否决的期限")}
+            labels = {**SETTINGS, **FLAG_SETTINGS, "veto_period": N_("一票否决的期限"), "expiry": EXPIRY_LABEL}
             flash(error.message + "：" + "、".join(_(labels[key]) for key in problems if key in labels), "error")
             status = 422
         else:
@@ -250,6 +270,11 @@ def village_settings():
     shown = {key: (request.form.get(key, "") if request.method == "POST" else
                    " ".join(map(str, current[key])) if key == "star_thresholds" else str(current[key]))
              for key in SETTINGS}
+    policy = current["expiry"]
+    expiry_shown = ({"mode": request.form.get("expiry_mode", "none"), "on": request.form.get("expiry_on", ""),
+                     "months": request.form.get("expiry_months", "")} if request.method == "POST" else
+                    {"mode": policy["mode"], "on": policy.get("on", "12-31"), "months": str(policy.get("months", 24))})
     return render_template("awards/settings.html", village=village, settings=SETTINGS, shown=shown,
                            problems=problems, flags=FLAG_SETTINGS, veto_periods=VETO_PERIOD_LABELS,
-                           current=current), status
+                           current=current, expiry=expiry_shown, expiry_label=EXPIRY_LABEL,
+                           expiry_modes=EXPIRY_MODES), status

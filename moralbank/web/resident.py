@@ -6,6 +6,8 @@ from flask import render_template, request
 from flask_login import login_required
 
 from .. import periods
+from ..awards import expiry
+from ..people.villages import expiry_policy
 from ..extensions import db
 from ..people.models import Area, Household
 from ..rankings.households import household_summary, transfer_history
@@ -52,7 +54,9 @@ def resident_home_context(household: Household) -> dict:
     return {"household": household_summary(household), "village": village, "month_label": periods.label(month),
             "month_score": month_score, "rank": rank, "ranked": ranked, "hamlet_rank": hamlet_rank,
             "hamlet_ranked": hamlet_ranked, "chart": chart_bars(rankings.monthly_scores(household, 12)),
-            "history": transfer_history(household, limit=5)[0]}
+            "history": transfer_history(household, limit=5)[0],
+            "expiring_soon": expiry.expiring(household, within_days=expiry.WARN_DAYS),
+            "expiry_policy": expiry_policy(village)}
 
 
 @bp.get("/me/history")
