@@ -1,6 +1,6 @@
 """layout: a user's text size (the 大字 setting), kept on the account
 
-Revision ID: 0005_layout
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 08:30:00
 

@@ -1,8 +1,8 @@
 """gov rules: meetings adopt the catalogue (rule status, adopted_by), veto items, and the
 village settings rule_changes_need_meeting, veto_period, veto_blocks_redemption, veto_hides_ranking
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 08:03:58.084980
 
 """

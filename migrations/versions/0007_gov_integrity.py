@@ -1,7 +1,7 @@
 """favouritism checks and point expiry: kinships (人情分 declarations) and the village's expiry setting
 
-Revision ID: 0005_gov_integrity
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 08:20:00
 
 Lots (which points lapse when) need no table: they are derived from the transfers
