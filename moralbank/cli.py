@@ -1,4 +1,4 @@
-"""Flask commands: seed-demo, create-user, ledger verify, awards post-due, import-households."""
+"""Flask commands: seed-demo, create-user, ledger verify and expire-holds, awards post-due, import-households."""
 from __future__ import annotations
 
 import sys
@@ -6,6 +6,7 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .database import write_transaction
@@ -100,6 +101,32 @@ def ledger_verify_command():
                f"{report.score_rows} score rows: " + ("consistent" if report.ok else
                                                       f"{len(report.discrepancies)} discrepancies"))
     sys.exit(0 if report.ok else 1)
+
+
+@ledger_cli.command("expire-holds")
+def ledger_expire_holds_command():
+    """Void pending holds past their expiry (offline vouchers not used in time): their points return."""
+    from .database import utcnow
+    from .ledger import holds
+
+    voided = points = 0
+    seen: set[int] = set()
+    while True:
+        due = [hold.id for hold in holds.expired_pending(utcnow(), limit=200) if hold.id not in seen]
+        db.session.rollback()  # end the read before each hold gets its own write transaction
+        if not due:
+            break
+        for hold_id in due:
+            seen.add(hold_id)
+            with write_transaction():
+                hold = db.session.get(holds.Hold, hold_id)
+                if hold.status != "pending":
+                    continue  # resolved meanwhile (a late sale synced): nothing to return
+                holds.void(hold, reason=_("离线券过期未用，积分退回"))
+                click.echo(f"voided hold {hold.id}: {hold.amount} points back to household {hold.household_id}")
+                voided += 1
+                points += hold.amount
+    click.echo(f"{voided} holds voided, {points} points returned")
 
 
 @awards_cli.command("post-due")

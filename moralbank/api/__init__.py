@@ -10,4 +10,4 @@ from ..extensions import csrf
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
-from . import errors, resources, openapi, awards, stores, rankings  # noqa: E402,F401
+from . import errors, resources, openapi, awards, stores, rankings, offline  # noqa: E402,F401

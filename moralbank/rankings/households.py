@@ -7,6 +7,7 @@ from sqlalchemy import and_, select, union_all
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
+from ..ledger.holds import held
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
 from ..people.models import Area, Household, Resident
@@ -41,6 +42,7 @@ def household_summary(household: Household) -> dict:
     village = db.session.get(Area, household.village_id)
     summary = _row_to_summary(row, village)
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
+    summary["held"] = held(household.id)
     return summary
 
 
