@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import pytest
 import zxingcpp
@@ -43,6 +44,14 @@ def scanned(qr) -> str:
     return found[0].text
 
 
+def until(page, script: str, seconds: float = 20) -> None:
+    """Poll ``script`` until it is true (page.evaluate: wait_for_function would need eval, which the CSP forbids)."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"not true after {seconds} s: {script}"
+        time.sleep(0.2)
+
+
 def test_a_shop_takes_vouchers_offline_and_syncs_later(chromium, live_server, app):
     resident_ctx = chromium.new_context(viewport=PHONE, device_scale_factor=2, base_url=live_server.url,
                                         locale="zh-CN")
@@ -75,8 +84,8 @@ def test_a_shop_takes_vouchers_offline_and_syncs_later(chromium, live_server, ap
         login(clerk, "13800000004")
         clerk.goto("/shop/offline")
         expect(clerk.locator("#offline")).to_have_attribute("data-ready", "yes")
-        clerk.wait_for_function("navigator.serviceWorker.controller !== null")
-        clerk.wait_for_function("""async () => {
+        until(clerk, "() => navigator.serviceWorker.controller !== null")
+        until(clerk, """async () => {
             const cache = await caches.open('moralbank-offline-v1');
             return (await cache.keys()).length >= 6; }""")
         price = min(int(p) for p in clerk.evaluate(
