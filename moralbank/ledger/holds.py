@@ -220,9 +220,11 @@ def check_holds(report, accounts) -> None:
             report.discrepancies.append(f"hold {row.id} ({row.status}): ended by "
                                         f"{end.code if end else 'nothing'}, expected {expected or 'nothing'}")
         if row.status == "posted":
+            # The payment: the redemption's transfer, or (a post paying no redemption) the hold's own key.
+            paid_by = (Transfer.redemption_id == row.redemption_id) if row.redemption_id else \
+                ((Transfer.village_id == row.village_id) & (Transfer.idempotency_key == f"hold:{row.id}:paid"))
             paid = db.session.scalar(select(func.coalesce(func.sum(Transfer.amount), 0)).where(
-                Transfer.redemption_id == row.redemption_id, Transfer.code == "redemption")) \
-                if row.redemption_id else 0
+                paid_by, Transfer.code == "redemption"))
             if paid != row.posted_amount:
                 report.discrepancies.append(f"hold {row.id}: posted {row.posted_amount} but paid {paid}")
     # Every hold account's balance is its village's pending holds; pending or void transfers
