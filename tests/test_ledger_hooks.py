@@ -54,7 +54,9 @@ from moralbank import throttle
 from moralbank.rankings import scores
 from moralbank.stores import settled
 assert hooks.posting_hooks() == (scores.apply_transfer,), hooks.posting_hooks()
-assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements}}, hooks.verify_checks()
+from moralbank.ledger import holds
+assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements, holds.check_holds}}, \
+    hooks.verify_checks()
 assert auth._reserve_guess is throttle.password_guess
 print("registered")
 """

@@ -135,10 +135,11 @@ def offline_sales(store_id):
 
 @bp.get("/villages/<code>/offline-conflicts")
 @token_required
-@doc("Second, different sales of spent offline vouchers, newest first (committee)", response=ConflictListSchema,
+@doc("Second, different sales of spent offline vouchers, newest first (committee, supervisor)", response=ConflictListSchema,
      errors=(403, 404))
 def offline_conflicts(code):
     village = village_by_code(code)
-    access.require(access.is_committee(g.api_user, village), _("只有村委会可以查看"))
+    access.require(access.is_committee(g.api_user, village) or access.is_supervisor(g.api_user, village),
+                   _("只有村委会可以查看"))
     rows = offline.conflicts(village)
     return jsonify({"items": ConflictSchema(many=True).dump(rows), "next": None})
