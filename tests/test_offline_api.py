@@ -195,3 +195,26 @@ def test_expire_holds_returns_every_held_point(offline_api, runner):
     assert "0 holds voided" in again.output
     verify = runner.invoke(args=["ledger", "verify"])
     assert verify.exit_code == 0, verify.output
+
+
+def test_verify_finds_a_hold_out_of_step_with_its_transfers(offline_api, runner):
+    from moralbank.extensions import db
+    from sqlalchemy import text
+    api = offline_api
+    voucher = issue(api, clerk_store(api), 6).get_json()
+    with api.app.app_context():
+        hold_id = db.session.execute(text("SELECT hold_id FROM offline_vouchers WHERE id = :id"),
+                                     {"id": voucher["id"]}).scalar_one()
+        # A hold marked voided without its void transfer (and its points still in the hold account).
+        db.session.execute(text("UPDATE holds SET status = 'voided', resolved_at = created_at WHERE id = :id"),
+                           {"id": hold_id})
+        db.session.commit()
+        broken = runner.invoke(args=["ledger", "verify"])
+        assert broken.exit_code == 1
+        assert f"hold {hold_id} (voided): ended by nothing, expected void" in broken.output
+        assert "(hold): holds" in broken.output
+        db.session.execute(text("UPDATE holds SET status = 'pending', resolved_at = NULL WHERE id = :id"),
+                           {"id": hold_id})
+        db.session.commit()
+        db.session.remove()
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0

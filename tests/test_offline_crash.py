@@ -29,7 +29,7 @@ SEED = 20261201
 def server(app, tmp_path):
     env = server_env(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "instance",
                      LOGIN_LIMIT_PER_ACCOUNT="1000 per minute", LOGIN_LIMIT_PER_ACCOUNT_AND_ADDRESS="1000 per minute",
-                     OFFLINE_VOUCHER_LIMIT="1000")
+                     OFFLINE_VOUCHER_LIMIT="1000", CODE_LOOKUP_LIMIT="100000 per minute")
     gunicorn = GunicornServer(env, workers=2, log=tmp_path / "gunicorn.log")
     try:
         gunicorn.start()

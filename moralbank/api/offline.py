@@ -6,6 +6,7 @@ from flask import g, jsonify
 from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 
+from .. import throttle
 from ..database import write_transaction
 from ..idempotency import idempotent_api
 from ..people import access
@@ -111,7 +112,7 @@ def offline_key(code):
      "household_id): the household's balance drops and held rises by points. 422 insufficient_points, "
      "voucher_limit", request=VoucherRequestSchema, response=VoucherSchema, status=201, errors=(403, 404),
      idempotent=True)
-@idempotent_api(required=False)
+@idempotent_api(required=True)
 def issue_voucher(store_id):
     store = access.get_or_404(Store, store_id, _("找不到这个商店"))
     data = load_json(VoucherRequestSchema())
@@ -121,10 +122,11 @@ def issue_voucher(store_id):
 
 @bp.post("/stores/<int:store_id>/offline-sales")
 @token_required
+@throttle.code_lookup
 @doc("Sync sales a shop took offline (clerk of the store). Each result's status: posted (the hold paid the "
      "points, the rest returned), replay (this sale was synced before), voucher_used (another sale spent the "
      "voucher: listed for the committee), expired, wrong_store, bad_signature, over_limit",
-     request=SalesRequestSchema, response=SalesResultSchema, errors=(403, 404, 409), idempotent=True)
+     request=SalesRequestSchema, response=SalesResultSchema, errors=(403, 404, 409, 429), idempotent=True)
 @idempotent_api(required=True)
 def offline_sales(store_id):
     store = access.get_or_404(Store, store_id, _("找不到这个商店"))

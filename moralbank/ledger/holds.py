@@ -189,22 +189,40 @@ def expired_pending(now: datetime, *, limit: int = 1000) -> list[Hold]:
 
 # --- verify --------------------------------------------------------------------------------------
 
+def _chunks(values: list, size: int = 500):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
 @hooks.verify_check
 def check_holds(report, accounts) -> None:
     """Every village's hold account holds exactly its pending holds; every hold's transfers match it."""
-    pending_sum: dict[int, int] = defaultdict(int)
-    transfers = {}
-    ids = set()
     rows = db.session.execute(select(Hold.id, Hold.village_id, Hold.household_id, Hold.amount, Hold.status,
                                      Hold.posted_amount, Hold.pending_transfer_id, Hold.end_transfer_id,
                                      Hold.redemption_id)).all()
-    for row in rows:
-        ids.update(i for i in (row.pending_transfer_id, row.end_transfer_id) if i)
-    for chunk_start in range(0, len(ids), 500):
-        chunk = sorted(ids)[chunk_start:chunk_start + 500]
+    ids = sorted({i for row in rows for i in (row.pending_transfer_id, row.end_transfer_id) if i})
+    transfers = {}
+    for chunk in _chunks(ids):
         for t in db.session.execute(select(Transfer.id, Transfer.code, Transfer.amount, Transfer.debit_account_id,
                                            Transfer.credit_account_id).where(Transfer.id.in_(chunk))):
             transfers[t.id] = t
+    # What each posted hold paid: its redemption's transfer, or (a post paying no redemption) the
+    # transfer under the hold's own key ``hold:<id>:paid``.
+    posted = [row for row in rows if row.status == "posted"]
+    by_redemption: dict[int, int] = defaultdict(int)
+    for chunk in _chunks(sorted({row.redemption_id for row in posted if row.redemption_id})):
+        for redemption_id, amount in db.session.execute(
+                select(Transfer.redemption_id, func.sum(Transfer.amount)).where(
+                    Transfer.redemption_id.in_(chunk), Transfer.code == "redemption")
+                .group_by(Transfer.redemption_id)):
+            by_redemption[redemption_id] = int(amount)
+    by_key: dict[tuple[int, str], int] = {}
+    for chunk in _chunks([(row.village_id, f"hold:{row.id}:paid") for row in posted if not row.redemption_id]):
+        for village_id, key, amount in db.session.execute(
+                select(Transfer.village_id, Transfer.idempotency_key, Transfer.amount).where(
+                    Transfer.idempotency_key.in_([key for _v, key in chunk]), Transfer.code == "redemption")):
+            by_key[village_id, key] = amount
+    pending_sum: dict[int, int] = defaultdict(int)
     for row in rows:
         report.counts["holds"] += 1
         if row.status == "pending":
@@ -220,11 +238,8 @@ def check_holds(report, accounts) -> None:
             report.discrepancies.append(f"hold {row.id} ({row.status}): ended by "
                                         f"{end.code if end else 'nothing'}, expected {expected or 'nothing'}")
         if row.status == "posted":
-            # The payment: the redemption's transfer, or (a post paying no redemption) the hold's own key.
-            paid_by = (Transfer.redemption_id == row.redemption_id) if row.redemption_id else \
-                ((Transfer.village_id == row.village_id) & (Transfer.idempotency_key == f"hold:{row.id}:paid"))
-            paid = db.session.scalar(select(func.coalesce(func.sum(Transfer.amount), 0)).where(
-                paid_by, Transfer.code == "redemption"))
+            paid = by_redemption.get(row.redemption_id, 0) if row.redemption_id else \
+                by_key.get((row.village_id, f"hold:{row.id}:paid"), 0)
             if paid != row.posted_amount:
                 report.discrepancies.append(f"hold {row.id}: posted {row.posted_amount} but paid {paid}")
     # Every hold account's balance is its village's pending holds; pending or void transfers

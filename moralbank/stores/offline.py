@@ -190,7 +190,9 @@ def _find_voucher(store: Store, token: str) -> OfflineVoucher | None:
     """The voucher a token (or its typed 8-digit number) names in the store's village, if genuine."""
     token = (token or "").strip()
     if token.isdigit() and len(token) == CODE_DIGITS:
+        # A typed number finds only this store's vouchers: guessing numbers learns nothing of other shops'.
         return db.session.scalar(select(OfflineVoucher).where(OfflineVoucher.village_id == store.village_id,
+                                                              OfflineVoucher.store_id == store.id,
                                                               OfflineVoucher.code == token))
     key = keys.village_key(store.village_id, create=False)
     if key is None:

@@ -13,6 +13,7 @@ from flask_wtf.csrf import generate_csrf
 from marshmallow import ValidationError
 from sqlalchemy import select
 
+from .. import throttle
 from ..api.offline import SalesRequestSchema
 from ..database import utcnow, write_transaction
 from ..errors import DomainError, Invalid
@@ -132,6 +133,7 @@ def offline_data():
 
 @bp.post("/shop/offline/sync")
 @login_required
+@throttle.code_lookup
 def offline_sync():
     """The page's sync: the API's batch of sales (JSON, CSRF header, Idempotency-Key)."""
     store = _my_store()

@@ -53,7 +53,11 @@
   function toHex(buffer) {
     return Array.prototype.map.call(new Uint8Array(buffer), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
-  function say(text, ok) { var v = $("verdict"); v.textContent = text; v.className = ok ? "flash" : "field-error"; }
+  function say(text, ok) {
+    var v = $("verdict");
+    v.textContent = text;
+    v.className = !text ? "" : ok ? "flash" : "field-error";
+  }
   function showNet() { $("net").textContent = navigator.onLine ? words.online : words.offline; }
 
   // --- the kept data -------------------------------------------------------------------------------
