@@ -118,14 +118,18 @@ def ledger_expire_holds_command():
             break
         for hold_id in due:
             seen.add(hold_id)
-            with write_transaction():
-                hold = db.session.get(holds.Hold, hold_id)
-                if hold.status != "pending":
-                    continue  # resolved meanwhile (a late sale synced): nothing to return
-                holds.void(hold, reason=_("离线券过期未用，积分退回"))
-                click.echo(f"voided hold {hold.id}: {hold.amount} points back to household {hold.household_id}")
-                voided += 1
-                points += hold.amount
+            try:
+                with write_transaction():
+                    hold = db.session.get(holds.Hold, hold_id)
+                    if hold.status != "pending":
+                        continue  # resolved meanwhile (a late sale synced): nothing to return
+                    holds.void(hold, reason=_("离线券过期未用，积分退回"))
+                    amount, household_id = hold.amount, hold.household_id
+            except holds.HoldResolved:
+                continue  # a sale's sync posted it between the read and the void
+            click.echo(f"voided hold {hold_id}: {amount} points back to household {household_id}")
+            voided += 1
+            points += amount
     click.echo(f"{voided} holds voided, {points} points returned")
 
 

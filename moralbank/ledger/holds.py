@@ -102,6 +102,14 @@ def held(household_id: int) -> int:
         Hold.household_id == household_id, Hold.status == "pending")) or 0)
 
 
+def locked(hold_id: int) -> Hold | None:
+    """The hold read afresh with its row locked until the transaction ends (PostgreSQL): a caller that
+    checks it is pending before acting (a shop's sync) then acts on what it saw, while a racing
+    ``void`` waits for it (or it waits for the void and sees it)."""
+    return db.session.scalar(select(Hold).where(Hold.id == hold_id).with_for_update()
+                             .execution_options(populate_existing=True))
+
+
 # --- the verbs -----------------------------------------------------------------------------------
 
 def place(household_id: int, amount: int, *, expires_at: datetime, idempotency_key: str, actor=None,

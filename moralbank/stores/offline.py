@@ -259,7 +259,8 @@ def sync_sale(clerk: User, store: Store, *, token: str, points: int, items: list
     if voucher.sale_digest is None:
         if points > voucher.points:
             return _result(voucher, "over_limit")
-        hold = db.session.get(holds.Hold, voucher.hold_id)
+        # The hold's row first (after the store's): an expire-holds voiding it meanwhile is seen here.
+        hold = holds.locked(voucher.hold_id) if voucher.hold_id else None
         if taken_at > voucher.expires_at or hold is None or hold.status != "pending":
             return _result(voucher, "expired")
         now = utcnow()
