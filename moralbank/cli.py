@@ -1,4 +1,4 @@
-"""Flask commands: seed-demo, create-user, ledger verify, ledger expire, awards post-due, import-households."""
+"""Flask commands: seed-demo, create-user, ledger verify, expire and expire-holds, awards post-due, import-households."""
 from __future__ import annotations
 
 import sys
@@ -6,6 +6,7 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .database import write_transaction
@@ -115,6 +116,36 @@ def ledger_expire_command(village_code):
     fresh = [lapse for lapse in done if not lapse.replayed]
     click.echo(f"lapsed {sum(lapse.points for lapse in fresh)} points in {len(fresh)} lots of "
                f"{len({(lapse.village, lapse.household) for lapse in fresh})} households")
+
+
+@ledger_cli.command("expire-holds")
+def ledger_expire_holds_command():
+    """Void pending holds past their expiry (offline vouchers not used in time): their points return."""
+    from .database import utcnow
+    from .ledger import holds
+
+    voided = points = 0
+    seen: set[int] = set()
+    while True:
+        due = [hold.id for hold in holds.expired_pending(utcnow(), limit=200) if hold.id not in seen]
+        db.session.rollback()  # end the read before each hold gets its own write transaction
+        if not due:
+            break
+        for hold_id in due:
+            seen.add(hold_id)
+            try:
+                with write_transaction():
+                    hold = db.session.get(holds.Hold, hold_id)
+                    if hold.status != "pending":
+                        continue  # resolved meanwhile (a late sale synced): nothing to return
+                    holds.void(hold, reason=_("离线券过期未用，积分退回"))
+                    amount, household_id = hold.amount, hold.household_id
+            except holds.HoldResolved:
+                continue  # a sale's sync posted it between the read and the void
+            click.echo(f"voided hold {hold_id}: {amount} points back to household {household_id}")
+            voided += 1
+            points += amount
+    click.echo(f"{voided} holds voided, {points} points returned")
 
 
 @awards_cli.command("post-due")

@@ -99,6 +99,11 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
         # Strict-Transport-Security max-age sent on HTTPS answers (seconds); 0 sends none.
         "HSTS_MAX_AGE": int(os.environ.get("HSTS_MAX_AGE", str(365 * 24 * 3600))),
+        # Offline vouchers: how many a household may hold at once, how many days one lasts, and how
+        # long after its expiry a sale taken before it may still sync (then expire-holds voids it).
+        "OFFLINE_VOUCHER_LIMIT": int(os.environ.get("OFFLINE_VOUCHER_LIMIT", "3")),
+        "OFFLINE_VOUCHER_DAYS": int(os.environ.get("OFFLINE_VOUCHER_DAYS", "31")),
+        "OFFLINE_SYNC_GRACE_HOURS": int(os.environ.get("OFFLINE_SYNC_GRACE_HOURS", "48")),
     }
     if env == "production":
         settings["SESSION_COOKIE_SECURE"] = os.environ.get("INSECURE_COOKIES") != "1"

@@ -38,6 +38,9 @@ TRANSFER_CODES = {
     "expiry": N_("积分过期"),
     "settlement": N_("结算"),
     "adjustment": N_("调整"),
+    "pending": N_("冻结（离线券）"),
+    "post": N_("解冻（离线券已用）"),
+    "void": N_("退回（离线券）"),
 }
 
 #: who holds points (``accounts.kind``), for the accounts that are not a household
@@ -46,6 +49,7 @@ ACCOUNT_KINDS = {
     "issuance": N_("村积分发放"),
     "sink": N_("扣分回收"),
     "store": N_("积分超市"),
+    "hold": N_("离线券冻结"),
 }
 
 ROLES = {

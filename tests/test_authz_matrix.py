@@ -130,6 +130,12 @@ route("api.create_settlement", "POST", "committee_write", lambda i: f"{A}/stores
 route("api.issue_card", "POST", "committee_write", lambda i: f"{A}/households/{i['household']}/cards",
       json={"pin": "1234"})
 route("api.revoke_cards", "DELETE", "committee_write", lambda i: f"{A}/households/{i['household']}/cards")
+route("api.offline_key", "GET", "any_user_catalogue", lambda i: f"{A}/villages/XLC/offline-key")
+route("api.issue_voucher", "POST", "resident_write", lambda i: f"{A}/stores/{i['store']}/offline-vouchers",
+      json=lambda i: {"points": 1})
+route("api.offline_sales", "POST", "clerk_write", lambda i: f"{A}/stores/{i['store']}/offline-sales",
+      json={"sales": [{"token": "x" * 20, "points": 1, "taken_at": "2026-12-01T00:00:00+00:00"}]})
+route("api.offline_conflicts", "GET", "committee_or_sup_read", lambda i: f"{A}/villages/XLC/offline-conflicts")
 route("api.unlock_card", "POST", "clerk_write", lambda i: f"{A}/stores/{i['store']}/card-unlocks",
       json={"card": "x" * 20, "pin": "1234"})
 route("api.declare_kinship", "POST", "staff_write", lambda i: f"{A}/villages/XLC/kinships",
@@ -221,6 +227,20 @@ route("shop.shop_items", "POST", "own_store", lambda i: "/shop/items",
 route("shop.card_page", "GET", "any_user", lambda i: "/shop/card?t=" + "x" * 20)
 route("shop.card_page", "POST", "own_store", lambda i: "/shop/card", form={"t": "x" * 20, "pin": "1234"})
 route("shop.committee_stores", "GET", "any_user", lambda i: "/committee/stores")
+# offline vouchers
+route("shop.my_vouchers", "GET", "any_user", lambda i: "/me/offline")
+route("shop.new_voucher", "POST", "own_village_write", lambda i: "/me/offline",
+      form=lambda i: {"store_id": i["store"], "points": "1"})
+route("shop.offline_voucher_qr", "GET", "own_household", lambda i: "/offline/vouchers/999999/qr.png")
+route("shop.offline_page", "GET", "any_user", lambda i: "/shop/offline")
+route("shop.offline_worker", "GET", "public", lambda i: "/shop/offline-sw.js")
+route("shop.offline_data", "GET", "any_user", lambda i: "/shop/offline/data")
+route("shop.offline_sync", "POST", "own_store", lambda i: "/shop/offline/sync",
+      json={"sales": [{"token": "x" * 20, "points": 1, "taken_at": "2026-12-01T00:00:00+00:00"}]})
+route("shop.offline_conflicts", "GET", "any_user", lambda i: "/shop/offline/conflicts")
+route("shop.offline_sheet", "GET", "any_user", lambda i: "/shop/offline/sheet")
+route("shop.offline_sheet", "POST", "own_village_write", lambda i: "/shop/offline/sheet",
+      form=lambda i: {"number": "BLM-001", "store_id": i["store"], "points": "1", "count": "1"})
 route("shop.add_item", "POST", "own_village_write", lambda i: f"/committee/stores/{i['store']}/items",
       form={"name": "matrix", "points": "1", "stock": "1"})
 route("shop.edit_item", "POST", "own_village_write", lambda i: f"/committee/stores/{i['store']}/items/{i['item']}",

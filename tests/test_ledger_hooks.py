@@ -55,7 +55,9 @@ from moralbank.rankings import scores
 from moralbank.stores import settled
 from moralbank.awards import expiry
 assert hooks.posting_hooks() == (scores.apply_transfer,), hooks.posting_hooks()
-assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements, expiry.verify_lots}}, \
+from moralbank.ledger import holds
+assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements, expiry.verify_lots,
+                                      holds.check_holds}}, \
     hooks.verify_checks()
 assert auth._reserve_guess is throttle.password_guess
 print("registered")

@@ -79,6 +79,7 @@ from moralbank.awards import service as awards
 from moralbank.database import local_zone, reset_clock, travel, utcnow, write_transaction
 from moralbank.errors import DomainError, Invalid
 from moralbank.extensions import db
+from moralbank.ledger import holds
 from moralbank.ledger import service as ledger
 from moralbank.ledger.models import Account, Transfer
 from moralbank.ledger.service import AlreadyReversed, IdempotencyConflict, InsufficientPoints
@@ -128,7 +129,10 @@ MUST_HAPPEN = ("award", "deduction", "spend", "spend refused", "code issued", "r
                "reversal refused: already reversed", "reversal refused: is a reversal",
                "reversal refused: settlement", "reversal refused: period_settled", "replay", "key conflict",
                "veto", "veto reversal", "red list",
-               "lapse")  # lapse: gov-integrity's expiry steps
+               "lapse",  # lapse: gov-integrity's expiry steps
+               # holds (two-phase transfers)
+               "hold", "hold refused", "hold post", "hold void", "post refused: hold_resolved",
+               "void refused: hold_resolved", "expire-holds", "reversal refused: hold")
 
 
 def awards_models():
@@ -193,6 +197,20 @@ class Posting:
 
 
 @dataclass(frozen=True)
+class HoldRecord:
+    """A hold the machine placed (``ledger.holds``)."""
+
+    id: int
+    account: int                        # the household account it holds points of
+    amount: int
+    pending_transfer: int
+    expires: datetime
+
+    def __repr__(self) -> str:
+        return f"<hold #{self.id} {self.amount} of {self.account}>"
+
+
+@dataclass(frozen=True)
 class Code:
     """A payment code the machine issued."""
 
@@ -227,6 +245,7 @@ class LedgerMachine(RuleBasedStateMachine):
     #: --- gov-rules (issue 14, 一票否决): the postings of veto awards, kept apart from ``transfers``
     #: (their key is the award's, which ``replay`` and ``reuse_key_for_another_amount`` do not make)
     veto_transfers = Bundle("veto_transfers")
+    holds_made = Bundle("holds_made")
 
     def __init__(self):
         super().__init__()
@@ -258,6 +277,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.new_transfers = 0                  # transfers written since the set-up
         self.reader = None                      # the invariants' connection (PostgreSQL)
         self.veto_awards: dict[int, list] = {}  # household id -> [(posting transfer id, posted at)] (gov-rules)
+        self.hold_account = None                # the village's hold account (ledger.holds)
+        self.pending_holds: dict[int, HoldRecord] = {}  # hold id -> the hold, while it is pending
+        self.placed: set[int] = set()           # every hold id this sequence placed
 
     def teardown(self):
         try:
@@ -314,16 +336,18 @@ class LedgerMachine(RuleBasedStateMachine):
             db.session.flush()
             self.store_id, self.clerk_id = store.id, clerk.id
             self.store = ledger.store_account(store.id).id
+            self.hold_account = holds.hold_account(village.id).id
             self.rows = {account.id: AccountRow(account.id, account.village_id, account.kind, account.household_id)
                          for account in db.session.scalars(select(Account).where(
-                             Account.id.in_([*self.accounts, self.issuance, self.sink, self.store])))}
+                             Account.id.in_([*self.accounts, self.issuance, self.sink, self.store,
+                                             self.hold_account])))}
             for account_id, target in zip(self.accounts, balances):
                 diff = target - self._balance(account_id)
                 if diff > 0:
                     self._post(self.issuance, account_id, diff, "adjustment", self._key())
                 elif diff < 0:
                     self._post(account_id, self.sink, -diff, "adjustment", self._key())
-        for account_id in [*self.accounts, self.issuance, self.sink, self.store]:
+        for account_id in [*self.accounts, self.issuance, self.sink, self.store, self.hold_account]:
             self.model[account_id] = self._balance(account_id)
         for household_id, period, score in db.session.execute(select(
                 HouseholdScore.household_id, HouseholdScore.period, HouseholdScore.score).where(
@@ -830,6 +854,111 @@ class LedgerMachine(RuleBasedStateMachine):
         db.session.rollback()
 
     # --- end of gov-rules ------------------------------------------------------------------------
+    # === holds: two-phase transfers (pending, post, void; expire-holds) ====================
+    # A hold takes points from a household into the village's hold account (refused like a spend
+    # when the household cannot cover it); it ends exactly once: posted for 1 … its amount (the
+    # hold returns to the household and the household pays the store, so only what was taken
+    # leaves), voided (all returns), or voided by expire-holds once past its expiry. A second
+    # ending is refused with hold_resolved and moves nothing; hold transfers are never reversed.
+
+    def _holds_ready(self) -> bool:
+        return self.ready and self.hold_account is not None
+
+    @precondition(lambda self: self._holds_ready())
+    @rule(target=holds_made, h=st.integers(0, HOUSEHOLDS - 1), amount=st.integers(1, 60),
+          minutes=st.sampled_from((5, 24 * 60, 10 * 24 * 60)))
+    def hold(self, h, amount, minutes):
+        self._sync_clock()
+        account = self.accounts[h]
+        affordable = self.model[account] >= amount
+        try:
+            with write_transaction():
+                made = holds.place(self.household_of[account], amount, idempotency_key=self._key(),
+                                   expires_at=self._now() + timedelta(minutes=minutes), reason="model hold")
+                found = HoldRecord(made.id, account, amount, made.pending_transfer_id, self._now()
+                                   + timedelta(minutes=minutes))
+        except InsufficientPoints:
+            assert not affordable, f"refused a hold of {amount} from a balance of {self.model[account]}"
+            self._count("hold refused")
+            return multiple()
+        assert affordable, f"allowed a hold of {amount} from a balance of {self.model[account]}"
+        self._count("hold")
+        self._move(account, self.hold_account, amount, "hold")
+        self.pending_holds[found.id] = found
+        self.placed.add(found.id)
+        return found
+
+    def _end_hold(self, record: HoldRecord, how: str, paid: int = 0) -> None:
+        """Post (paying ``paid``) or void a hold through ``ledger.holds``; the model's expectation checked."""
+        expected_open = record.id in self.pending_holds
+        try:
+            with write_transaction():
+                hold = db.session.get(holds.Hold, record.id)
+                if how == "post":
+                    holds.post(hold, paid, credit=self.rows[self.store], reason="model post")
+                else:
+                    holds.void(hold, reason="model void")
+        except holds.HoldResolved as refused:
+            assert not expected_open and refused.status == 409, f"{how} of {record}: refused, model: open"
+            self._count(f"{how} refused: hold_resolved")
+            return
+        assert expected_open, f"{how} of {record} accepted though the model had it resolved"
+        del self.pending_holds[record.id]
+        before = self.low_by.get(record.account)
+        self._move(self.hold_account, record.account, record.amount, f"hold {how}")
+        if how == "post":
+            self._move(record.account, self.store, paid, "hold post")
+            if self.model[record.account] < 0:
+                # Paid from points held for it: never lower than the balance before the post.
+                self.low_by[record.account] = before
+        self._count(f"hold {how}")
+
+    @rule(record=holds_made, share=st.integers(1, 4))
+    def post_hold(self, record, share):
+        self._sync_clock()
+        self._end_hold(record, "post", paid=max(1, record.amount * share // 4))
+
+    @rule(record=holds_made)
+    def void_hold(self, record):
+        self._sync_clock()
+        self._end_hold(record, "void")
+
+    @precondition(lambda self: self.pending_holds)
+    @rule(minutes=st.sampled_from((6, 24 * 60 + 1, 10 * 24 * 60 + 1)))
+    def wait_for_holds(self, minutes):
+        """Time passes while holds are pending (some of them expire)."""
+        self.elapsed += timedelta(minutes=minutes)
+        self._count("wait")
+
+    @precondition(lambda self: self.pending_holds)
+    @rule()
+    def expire_holds(self):
+        """What ``flask ledger expire-holds`` does, for this sequence's holds (the holds other sequences
+        sharing the database left pending are theirs)."""
+        self._sync_clock()
+        due = [hold.id for hold in holds.expired_pending(utcnow(), limit=100_000) if hold.id in self.placed]
+        db.session.rollback()
+        expected = sorted(hold_id for hold_id, record in self.pending_holds.items() if record.expires <= self._now())
+        assert sorted(due) == expected, (due, expected)
+        for hold_id in due:
+            self._end_hold(self.pending_holds[hold_id], "void")
+        self._count("expire-holds" if due else "expire-holds: none due")
+
+    @rule(record=holds_made)
+    def reverse_hold_transfer(self, record):
+        """A hold's pending transfer is never reversed (it ends by its post or void)."""
+        self._sync_clock()
+        try:
+            with write_transaction():
+                awards.reverse_transfer(db.session.get(User, self.committee_id), record.pending_transfer,
+                                        "model reversal", idempotency_key=self._key())
+        except DomainError as refused:
+            assert (refused.code, refused.status) == ("not_reversible", 409), refused
+            self._count("reversal refused: hold")
+            return
+        raise AssertionError(f"reversed the pending transfer of {record}")
+
+    # === end of holds ===========================================================================
 
     # --- invariants --------------------------------------------------------------------------
 

@@ -10,5 +10,5 @@ from ..extensions import csrf
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
-from . import errors, resources, openapi, awards, stores, rankings, meetings  # noqa: E402,F401
+from . import errors, resources, openapi, awards, stores, rankings, meetings, offline  # noqa: E402,F401
 from . import integrity  # noqa: E402,F401

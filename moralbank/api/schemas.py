@@ -103,6 +103,8 @@ class HouseholdSchema(Schema):
     balance = fields.Integer(metadata={"description": "可用积分: points the household can spend now"})
     score = fields.Integer(metadata={"description": "all-time score: earned minus deducted"})
     stars = fields.Integer()
+    held = fields.Integer(metadata={"description": "points held by offline vouchers (not in balance); "
+                                                   "only in the detail view"})
     members = fields.List(fields.Dict(), metadata={"description": "name and relation; only in the detail view"})
     veto = fields.Nested("VetoSchema", allow_none=True,
                          metadata={"description": "一票否决: null, or the veto barring stars and honours"})

@@ -42,6 +42,9 @@ def _check_reversible(original: Transfer) -> None:
 
     if original.code == "settlement":
         raise Conflict(_("结算记录不能冲正"), code="not_reversible")
+    if original.code in ("pending", "post", "void"):
+        # A hold ends by its post or void, exactly once (ledger.holds); the redemption a post paid is reversible.
+        raise Conflict(_("离线券冻结和退回的记录不能冲正"), code="not_reversible")
     if original.code == "redemption":
         prepare_reversal(original)
 

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..database import UTCDateTime, utcnow
 from ..extensions import db
 
-ACCOUNT_KINDS = ("household", "issuance", "sink", "store")
-TRANSFER_CODES = ("award", "deduction", "redemption", "reversal", "expiry", "settlement", "adjustment")
+ACCOUNT_KINDS = ("household", "issuance", "sink", "store", "hold")
+#: ``pending``, ``post`` and ``void`` are the two-phase transfers of ``ledger.holds`` (TigerBeetle's names)
+TRANSFER_CODES = ("award", "deduction", "redemption", "reversal", "expiry", "settlement", "adjustment",
+                  "pending", "post", "void")
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -32,7 +34,7 @@ class Account(db.Model):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint("kind IN ('household','issuance','sink','store')", name="kind"),
+        CheckConstraint("kind IN ('household','issuance','sink','store','hold')", name="kind"),
         CheckConstraint(
             "(kind = 'household') = (household_id IS NOT NULL)"
             " AND (kind = 'store') = (store_id IS NOT NULL)",
@@ -42,12 +44,16 @@ class Account(db.Model):
         Index("uq_accounts_village_system", "village_id", "kind", unique=True,
               sqlite_where=db.text("kind IN ('issuance','sink')"),
               postgresql_where=db.text("kind IN ('issuance','sink')")),
+        # One hold account per village (``ledger.holds``).
+        Index("uq_accounts_village_hold", "village_id", unique=True,
+              sqlite_where=db.text("kind = 'hold'"), postgresql_where=db.text("kind = 'hold'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: the village (tenant)
     village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
-    #: household, issuance (source of awarded points, goes negative), sink (deductions), store
+    #: household, issuance (source of awarded points, goes negative), sink (deductions), store,
+    #: hold (points held by pending transfers, ``ledger.holds``)
     kind: Mapped[str] = mapped_column(String(10))
     household_id: Mapped[Optional[int]] = mapped_column(ForeignKey("households.id"), unique=True)
     store_id: Mapped[Optional[int]] = mapped_column(ForeignKey("stores.id"), unique=True)
@@ -66,7 +72,8 @@ class Transfer(db.Model):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
         CheckConstraint(
-            "code IN ('award','deduction','redemption','reversal','expiry','settlement','adjustment')",
+            "code IN ('award','deduction','redemption','reversal','expiry','settlement','adjustment',"
+            "'pending','post','void')",
             name="code",
         ),
         CheckConstraint("(code = 'reversal') = (reverses_id IS NOT NULL)", name="reversal_link"),
@@ -82,7 +89,7 @@ class Transfer(db.Model):
     credit_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     #: points moved, always > 0
     amount: Mapped[int] = mapped_column(BigInteger)
-    #: why: award, deduction, redemption, reversal, expiry, settlement, adjustment
+    #: why: award, deduction, redemption, reversal, expiry, settlement, adjustment; pending, post, void
     code: Mapped[str] = mapped_column(String(12))
     #: the client's key; the same key in a village names the same transfer
     idempotency_key: Mapped[str] = mapped_column(String(128))

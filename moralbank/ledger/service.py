@@ -36,7 +36,7 @@ from . import hooks
 from .models import TRANSFER_CODES, Account, Transfer
 
 #: codes whose debit may not take the debited account below zero
-GUARDED_CODES = frozenset({"redemption", "settlement", "expiry"})
+GUARDED_CODES = frozenset({"redemption", "settlement", "expiry", "pending"})
 
 #: the fields that make two requests with one idempotency key "the same transfer"
 _FINGERPRINT = ("debit_account_id", "credit_account_id", "amount", "code",
@@ -203,12 +203,13 @@ def _apply_to_balance(account: Account, delta: int, *, guard: bool) -> int:
 def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempotency_key: str,
              actor=None, reason: str | None = None, award_id: int | None = None,
              redemption_id: int | None = None, settlement_id: int | None = None,
-             reverses: Transfer | None = None, at: datetime | None = None) -> Posted:
+             reverses: Transfer | None = None, at: datetime | None = None, unguarded: bool = False) -> Posted:
     """Move ``amount`` points from ``debit`` to ``credit``, once per idempotency key.
 
     Must run inside ``write_transaction()``; the transfer, both balances and what the posting
     hooks keep in step with it (the household's period scores, see ``hooks``) commit together or
-    not at all.
+    not at all. ``unguarded`` lifts the overdraft guard for a spend already paid for by a hold
+    (``holds.post``: the points were held, then released in the same transaction).
     """
     require_write_transaction()
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
@@ -245,7 +246,7 @@ def transfer(*, debit: Account, credit: Account, amount: int, code: str, idempot
     # Balances in ascending account id order: a fixed lock order on PostgreSQL.
     try:
         for account, delta in sorted(((debit, -amount), (credit, amount)), key=lambda pair: pair[0].id):
-            _apply_to_balance(account, delta, guard=(code in GUARDED_CODES and delta < 0))
+            _apply_to_balance(account, delta, guard=(code in GUARDED_CODES and delta < 0 and not unguarded))
     except InsufficientPoints:
         # The transfer row is already written: this transaction must not commit, even if a
         # caller catches the refusal and carries on (write_transaction checks the mark).

@@ -9,6 +9,7 @@ from sqlalchemy.orm import aliased
 from ..awards import vetoes
 from ..awards.expiry import expiring, expiring_of
 from ..extensions import db
+from ..ledger.holds import held
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
 from ..people.models import Area, Household, Resident
@@ -47,6 +48,7 @@ def household_summary(household: Household) -> dict:
         summary["stars"] = 0
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
     summary["expiring"] = expiring(household)
+    summary["held"] = held(household.id)
     return summary
 
 

@@ -33,7 +33,8 @@ def nav_links() -> list[tuple[str, str]]:
         links += [(_("我的屯"), url_for("awards.grid_home")), (_("评分表"), url_for("awards.sheet")),
                   (_("提交积分"), url_for("awards.propose"))]
     if "resident" in roles:
-        links += [(_("付款码"), url_for("shop.pay")), (_("积分记录"), url_for("board.history")),
+        links += [(_("付款码"), url_for("shop.pay")), (_("离线券"), url_for("shop.my_vouchers")),
+                  (_("积分记录"), url_for("board.history")),
                   (_("申报好事"), url_for("awards.declare"))]
     if roles & {"committee", "admin", "supervisor"}:
         links += [(_("统计"), url_for("board.dashboard"))]
@@ -45,7 +46,7 @@ def nav_links() -> list[tuple[str, str]]:
         links += [(_("廉洁检查"), url_for("board.integrity_page"))]
     if "clerk" in roles:
         links += [(_("收款"), url_for("shop.shop_home")), (_("兑换记录"), url_for("shop.history")),
-                  (_("库存"), url_for("shop.shop_items"))]
+                  (_("库存"), url_for("shop.shop_items")), (_("离线收款"), url_for("shop.offline_page"))]
     if roles & {"committee", "admin"}:
         links += [(_("商店"), url_for("shop.committee_stores")), (_("本村设置"), url_for("awards.village_settings"))]
     if village is not None:
@@ -87,7 +88,7 @@ def init_app(app) -> None:
     from ..api import errors as api_errors
     from . import awards, board, shop, views
     # Modules that add routes to the awards, board and shop blueprints: imported before registering them.
-    from . import committee, dashboards, meetings, proposals, resident, store_admin  # noqa: F401
+    from . import committee, dashboards, meetings, offline, proposals, resident, store_admin  # noqa: F401
     from . import integrity  # noqa: F401
 
     app.register_blueprint(views.bp)
