@@ -14,6 +14,7 @@ from ..people import access
 from ..people.models import Area
 from ..rankings import exports
 from ..rankings import service as rankings
+from ..replica import reads_replica
 from .board import _period_choices, bp
 from .forms import bounded_int, new_form_key, submit_once
 from .resident import chart_bars
@@ -34,6 +35,7 @@ def _staff_village(code: str | None) -> Area:
 
 @bp.get("/dashboard")
 @login_required
+@reads_replica
 def dashboard():
     village = _staff_village(request.args.get("village"))
     try:
@@ -69,6 +71,7 @@ def publish():
 
 @bp.get("/overview")
 @login_required
+@reads_replica
 def overview():
     """A supervisor's villages side by side."""
     try:
@@ -87,6 +90,7 @@ EXPORT_KINDS = {"rankings", "awards", "transfers"}
 
 @bp.get("/exports/<kind>.<fmt>")
 @login_required
+@reads_replica
 def export(kind, fmt):
     """Rankings, awards or transfers of a village as XLSX or CSV (committee, supervisor)."""
     if kind not in EXPORT_KINDS or fmt not in ("xlsx", "csv"):
