@@ -104,13 +104,14 @@ def _finish(response):
 
 
 def _install_json_logging() -> None:
+    """One handler on the root logger writing JSON lines to standard error (gunicorn's workers leave
+    the root logger alone; systemd's journal or the log shipper takes standard error)."""
     root = logging.getLogger()
     if not any(getattr(handler, "_moralbank_json", False) for handler in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
         handler._moralbank_json = True
         root.addHandler(handler)
-    for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
 
@@ -121,5 +122,6 @@ def init_app(app) -> None:
         app.logger.handlers.clear()  # Flask's default handler would write the same record as text
         app.logger.propagate = True
     REQUEST_LOGGER.setLevel(logging.INFO)
+    REQUEST_LOGGER.disabled = False  # Alembic's logging.fileConfig (a migration in this process) turns it off
     app.before_request_funcs.setdefault(None, []).insert(0, _begin)
     app.after_request(_finish)
