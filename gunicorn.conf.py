@@ -7,7 +7,8 @@ import os
 logger_class = "moralbank.accesslog.TokenMaskingLogger"
 
 # LOG_FORMAT=json (the default with MORALBANK_ENV=production): gunicorn's own messages (worker
-# boots, timeouts) are JSON lines too, like the app's (moralbank/requestlog.py).
+# boots, timeouts) are JSON lines too, like the app's (moralbank/requestlog.py); gunicorn's access
+# log is off, as the app writes one JSON line per request (route pattern, status, time, user id).
 if os.environ.get("LOG_FORMAT", "json" if os.environ.get("MORALBANK_ENV") == "production" else "text") == "json":
     logconfig_dict = {
         "version": 1,
@@ -15,8 +16,9 @@ if os.environ.get("LOG_FORMAT", "json" if os.environ.get("MORALBANK_ENV") == "pr
         "formatters": {"json": {"()": "moralbank.requestlog.JsonFormatter"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
                                 "stream": "ext://sys.stderr"}},
+        "root": {"level": "INFO", "handlers": []},
         "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-                    "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False}},
+                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False}},
     }
 
 
