@@ -99,7 +99,9 @@ def _finish(response):
                   "status": response.status_code,
                   "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
                   "user_id": _user_id(), "remote_addr": request.remote_addr}
-        REQUEST_LOGGER.info("request", extra={"fields": fields})
+        # JSON: the fields; text (development): the same in one readable line
+        REQUEST_LOGGER.info("%s %s %s %sms user=%s id=%s", fields["method"], fields["route"], fields["status"],
+                            fields["duration_ms"], fields["user_id"], request_id, extra={"fields": fields})
     return response
 
 
