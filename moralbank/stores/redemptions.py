@@ -125,7 +125,8 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
             raise OutOfStock(_("%(name)s 库存不足", name=item.name), fields={"items": [item.name]})
         db.session.expire(item, ["stock"])
     for item, quantity in merged.values():
-        lines.append(RedemptionLine(item_id=item.id, name=item.name, unit_points=item.points, quantity=quantity))
+        lines.append(RedemptionLine(item_id=item.id, village_id=store.village_id, name=item.name, unit_points=item.points,
+                                    quantity=quantity))
         total += item.points * quantity
     if points is not None:
         total += points
