@@ -7,8 +7,9 @@ import os
 logger_class = "moralbank.accesslog.TokenMaskingLogger"
 
 # LOG_FORMAT=json (the default with MORALBANK_ENV=production): gunicorn's own messages (worker
-# boots, timeouts) are JSON lines too, like the app's (moralbank/requestlog.py); gunicorn's access
-# log is off, as the app writes one JSON line per request (route pattern, status, time, user id).
+# boots, timeouts) are JSON lines on standard error too, like the app's (moralbank/requestlog.py). The
+# app writes one JSON line per request (route pattern, status, time, user id), so gunicorn's access
+# log is not needed; with --access-logfile it is still written, tokens masked.
 if os.environ.get("LOG_FORMAT", "json" if os.environ.get("MORALBANK_ENV") == "production" else "text") == "json":
     logconfig_dict = {
         "version": 1,
@@ -17,8 +18,8 @@ if os.environ.get("LOG_FORMAT", "json" if os.environ.get("MORALBANK_ENV") == "pr
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
                                 "stream": "ext://sys.stderr"}},
         "root": {"level": "INFO", "handlers": []},
-        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False}},
+        # gunicorn.access is left as gunicorn sets it: off, or the file of --access-logfile
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False}},
     }
 
 

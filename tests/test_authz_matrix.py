@@ -137,6 +137,8 @@ route("api.unlock_card", "POST", "clerk_write", lambda i: f"{A}/stores/{i['store
 route("web.index", "GET", "public", lambda i: "/")
 route("health.healthz", "GET", "public", lambda i: "/healthz")
 route("health.readyz", "GET", "public", lambda i: "/readyz")
+# loopback or METRICS_TOKEN only (the matrix's client is loopback): tests/test_metrics.py
+route("metrics.scrape", "GET", "public", lambda i: "/metrics")
 route("web.home", "GET", "any_user", lambda i: "/home")
 route("web.set_language", "GET", "public", lambda i: "/lang/zh")
 route("web.login", "GET", "public", lambda i: "/login")
