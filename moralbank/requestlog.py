@@ -78,11 +78,8 @@ def _begin() -> None:
 
 
 def _user_id():
-    # Only a user already loaded for this request (no query of its own).
-    from flask_login.utils import _get_user
-    if "_login_user" not in g and "api_user" not in g:
-        return None
-    user = g.get("api_user") or _get_user()
+    # Only a user already loaded for this request (the API's token user, Flask-Login's): no query of its own.
+    user = g.get("api_user") or g.get("_login_user")
     return getattr(user, "id", None)
 
 

@@ -72,6 +72,9 @@ def test_a_pin_bearing_request_never_logs_the_pin_or_the_card_token(app, api, li
     assert api.post(f"{API}/stores/{store}/card-unlocks", "clerk",
                     json={"card": card["token"], "pin": "9064"}).status_code == 403
     app.test_client().get(f"/shop/card?t={card['token']}&pin=9064")
+    unlocks = [line for line in request_lines(lines) if line["endpoint"] == "api.unlock_card"]
+    assert [line["status"] for line in unlocks] == [201, 403]
+    assert all(isinstance(line["user_id"], int) for line in unlocks)  # the clerk, by token
     text = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines())
     assert "card-unlocks" in text
     for leaked in (card["token"], "5173", "9064"):
