@@ -186,6 +186,11 @@ def test_replica_reads_own_writes_and_fallback(clusters):
         before = reads(app, "replica")
         assert committee.get(snapshot_url).status_code == 200
         assert reads(app, "replica") == before + 1  # caught up: the publisher reads the replica again
+        # an export reads the replica and writes its audit entry on the primary (a standby refuses writes)
+        export = committee.get(f"/exports/rankings.csv?period={month}")
+        assert export.status_code == 200 and export.mimetype == "text/csv"
+        assert reads(app, "replica") == before + 2
+        assert primary.sql("SELECT count(*) FROM audit_log WHERE action = 'export.rankings'")[0][0] == 1
 
         # 3. the replica down: the pages read from the primary
         standby.stop()
