@@ -15,7 +15,7 @@ one. Other users may see the replica a moment behind, as on any notice board.
 
 **Replica down.** If the replica does not answer (refused, timed out, in recovery trouble), reads go
 to the primary, a warning is logged once, and the replica is tried again after
-:data:`RETRY_SECONDS`. The pages go on working; ``moralbank_db_reads_total{target}`` shows where
+:data:`RETRY_SECONDS`; if it goes away during a page, the page is read again from the primary. The pages go on working; ``moralbank_db_reads_total{target}`` shows where
 reads went.
 
 The user is loaded from the primary before a page switches (a logged-out session must not live
@@ -99,8 +99,21 @@ def reads_replica(view):
     replica."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        use_replica()
-        return view(*args, **kwargs)
+        if not use_replica():
+            return view(*args, **kwargs)
+        from sqlalchemy.exc import InterfaceError, OperationalError
+        try:
+            return view(*args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            session = db.session()
+            if not session.info.get("use_replica"):
+                raise  # the page had written: the primary's error, not the replica's
+            # The replica went away between the check and the page's reads: read it all again from the primary.
+            _mark_down(str(db.engines["replica"].url), error)
+            session.rollback()
+            session.info["use_replica"] = False
+            g.read_from = "primary"
+            return view(*args, **kwargs)
     return wrapper
 
 
