@@ -73,6 +73,12 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .edge import init_app as init_edge
     init_edge(app)
+    # Before every other hook (each inserts itself first): the request id and the clock start.
+    from . import assets, metrics, replica, requestlog
+    metrics.init_app(app)
+    requestlog.init_app(app)
+    replica.init_app(app)
+    assets.init_app(app)
 
     from .cli import init_app as init_cli
     init_cli(app)
@@ -80,5 +86,7 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config["PROXY_FIX_HOPS"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
         hops = app.config["PROXY_FIX_HOPS"]
+        # nginx (deploy/nginx/moralbank.conf) sets X-Forwarded-For from the connecting address (never
+        # what the client sent), X-Forwarded-Proto and X-Forwarded-Host; ProxyFix trusts that many hops.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app

@@ -95,6 +95,11 @@ def ledger_verify_command():
     from .ledger.verify import verify
 
     report = verify()
+    from .audit.service import record
+    db.session.rollback()  # end verify's read transaction: the record is a write of its own
+    with write_transaction():  # the result and time, for /metrics (moralbank_ledger_verify_last_*)
+        record("ledger.verify", detail={"ok": report.ok, "discrepancies": len(report.discrepancies),
+                                        "transfers": report.transfers})
     for line in report.discrepancies:
         click.echo(f"DISCREPANCY {line}")
     click.echo(f"{report.transfers} transfers, {report.accounts} accounts, {report.villages} villages, "

@@ -97,6 +97,12 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         # Scheme and host of the URLs in QR codes and on printed cards (e.g. "https://jf.example.gov.cn");
         # unset: the request's own (a printed card then points wherever the issuing request said).
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+        # A streaming standby of DATABASE_URL for the read-mostly pages (moralbank/replica.py); unset: none.
+        "DATABASE_REPLICA_URL": os.environ.get("DATABASE_REPLICA_URL") or None,
+        # /metrics: a scrape must send "Authorization: Bearer <this>"; unset: loopback addresses only.
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
+        # "json": every log record a JSON line with the request id (moralbank/requestlog.py); "text": as is.
+        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json" if env == "production" else "text"),
         # Strict-Transport-Security max-age sent on HTTPS answers (seconds); 0 sends none.
         "HSTS_MAX_AGE": int(os.environ.get("HSTS_MAX_AGE", str(365 * 24 * 3600))),
         # Offline vouchers: how many a household may hold at once, how many days one lasts, and how
@@ -138,6 +144,19 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     if uri.startswith("postgresql"):
         settings["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+
+    replica = settings.get("DATABASE_REPLICA_URL")
+    if replica:
+        if replica.startswith(("postgres://", "postgresql://")):
+            replica = "postgresql+psycopg://" + replica.split("://", 1)[1]
+        if not replica.startswith("postgresql") or not uri.startswith("postgresql"):
+            raise ConfigError("DATABASE_REPLICA_URL must be a PostgreSQL streaming standby of a PostgreSQL DATABASE_URL")
+        binds = dict(settings.get("SQLALCHEMY_BINDS") or {})
+        # A replica that does not answer must fail fast: its readers fall back to the primary.
+        binds["replica"] = {"url": replica, "pool_pre_ping": True, "connect_args": {"connect_timeout": 2}}
+        settings["SQLALCHEMY_BINDS"] = binds
+    if settings.get("LOG_FORMAT") not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT must be json or text")
 
     redis_url = settings.get("REDIS_URL")
     settings.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")

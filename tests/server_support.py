@@ -87,8 +87,13 @@ class Http:
     """One connection per request (``Connection: close``). Raises ``NotSent`` when the connection
     is refused, ``Lost`` when the request went out but its answer was cut off."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30, headers: dict | None = None):
+    def __init__(self, base_url: str, *, timeout: float = 30, headers: dict | None = None,
+                 context=None, source_address: str | None = None):
+        """``context``: the ``ssl.SSLContext`` of an https ``base_url``; ``source_address``: the local
+        address to connect from (``127.0.0.2``: a second client as the server sees it)."""
         self.base_url = base_url
+        self.context = context
+        self.source_address = (source_address, 0) if source_address else None
         self.timeout = timeout
         self.headers = dict(headers or {})
         self.cookies: dict[str, str] = {}
@@ -96,7 +101,12 @@ class Http:
     def request(self, method: str, path: str, *, json=None, form: dict | None = None,
                 headers: dict | None = None) -> Answer:
         parts = urlsplit(self.base_url)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
+                                                     context=self.context, source_address=self.source_address)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout,
+                                                    source_address=self.source_address)
         all_headers = {"Connection": "close", **self.headers, **(headers or {})}
         body = None
         if json is not None:

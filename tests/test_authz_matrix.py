@@ -159,6 +159,8 @@ route("board.catalogue", "GET", "public", lambda i: "/v/XLC/catalogue")
 route("web.index", "GET", "public", lambda i: "/")
 route("health.healthz", "GET", "public", lambda i: "/healthz")
 route("health.readyz", "GET", "public", lambda i: "/readyz")
+# loopback or METRICS_TOKEN only (the matrix's client is loopback): tests/test_metrics.py
+route("metrics.scrape", "GET", "public", lambda i: "/metrics")
 route("web.home", "GET", "any_user", lambda i: "/home")
 route("web.set_language", "GET", "public", lambda i: "/lang/zh")
 route("web.text_size", "POST", "public", lambda i: "/settings/text?next=/home", form={"size": "large"})

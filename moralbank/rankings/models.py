@@ -58,6 +58,8 @@ class RankingSnapshotEntry(db.Model):
 
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("ranking_snapshots.id"), primary_key=True)
     rank: Mapped[int] = mapped_column(primary_key=True)
+    #: the snapshot's village (every table that grows carries it: docs/scale.md)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"))
     #: masked head name (张*华), as published
     label: Mapped[str] = mapped_column(String(32))

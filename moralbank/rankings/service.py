@@ -143,7 +143,8 @@ def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = 
                                title=heading, published_by_id=actor.id, published_at=utcnow())
     db.session.add(snapshot)
     db.session.flush()
-    db.session.add_all([RankingSnapshotEntry(snapshot_id=snapshot.id, rank=line.rank, household_id=line.household_id,
+    db.session.add_all([RankingSnapshotEntry(snapshot_id=snapshot.id, rank=line.rank, village_id=village.id,
+                                             household_id=line.household_id,
                                              label=line.label, hamlet=line.hamlet, score=line.score,
                                              stars=line.stars) for line in lines])
     audit("ranking.publish", actor=actor, village_id=village.id, target=snapshot,

@@ -77,6 +77,8 @@ class RedemptionLine(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     redemption_id: Mapped[int] = mapped_column(BigId, ForeignKey("redemptions.id"), index=True)
+    #: the redemption's village (every table that grows carries it: docs/scale.md)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
     #: item name and unit price at the time, for receipts
     name: Mapped[str] = mapped_column(String(64))

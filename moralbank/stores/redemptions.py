@@ -127,7 +127,8 @@ def redeem(household: Household, store: Store, *, items: list[tuple[Item, int]] 
             raise OutOfStock(_("%(name)s 库存不足", name=item.name), fields={"items": [item.name]})
         db.session.expire(item, ["stock"])
     for item, quantity in merged.values():
-        lines.append(RedemptionLine(item_id=item.id, name=item.name, unit_points=item.points, quantity=quantity))
+        lines.append(RedemptionLine(item_id=item.id, village_id=store.village_id, name=item.name, unit_points=item.points,
+                                    quantity=quantity))
         total += item.points * quantity
     if points is not None:
         total += points
@@ -166,3 +167,33 @@ def balance_after(redemption: Redemption) -> int:
         .where(or_(Transfer.debit_account_id == account.id, Transfer.credit_account_id == account.id),
                Transfer.id > paid))
     return account.balance - int(since)
+
+
+# --- refusals, for whoever counts them (the metrics register here; stores import no edge) ----------
+
+_refusal_hooks: list = []
+
+
+def on_refused(fn) -> None:
+    """Call ``fn(reason)`` with the error code of every refused ``redeem_with_code``."""
+    if fn not in _refusal_hooks:
+        _refusal_hooks.append(fn)
+
+
+def _counting_refusals(redeem):
+    from functools import wraps
+
+    from ..errors import DomainError
+
+    @wraps(redeem)
+    def counted(*args, **kwargs):
+        try:
+            return redeem(*args, **kwargs)
+        except DomainError as error:
+            for hook in _refusal_hooks:
+                hook(error.code)
+            raise
+    return counted
+
+
+redeem_with_code = _counting_refusals(redeem_with_code)

@@ -14,6 +14,7 @@ from ..people import access
 from ..people.service import village_by_code
 from ..rankings import service as rankings
 from ..rankings.models import RankingSnapshot
+from ..replica import reads_replica
 from .forms import bounded_int
 
 bp = Blueprint("board", __name__)
@@ -28,6 +29,7 @@ def period_groups(selected: str | None = None, kinds: tuple[str, ...] = periods.
 # --- the public board ------------------------------------------------------------------------
 
 @bp.get("/v/<code>")
+@reads_replica
 def public_board(code):
     """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked.
     ``?print=1`` lays the ranking of the chosen period out for an A4 notice board."""
@@ -56,6 +58,7 @@ def public_board(code):
 
 
 @bp.get("/v/<code>/rankings/<int:snapshot_id>")
+@reads_replica
 def snapshot_page(code, snapshot_id):
     """A published ranking; ``?print=1`` lays it out for an A4 notice board."""
     village = village_by_code(code)

@@ -14,6 +14,7 @@ from ..people import access
 from ..people.models import Area
 from ..rankings import exports
 from ..rankings import service as rankings
+from ..replica import reads_replica
 from .board import bp, period_groups
 from .forms import bounded_int, confirmed, new_form_key, preview, submit_once
 from .resident import chart_bars
@@ -40,6 +41,7 @@ def _period_arg() -> str | None:
 
 @bp.get("/dashboard")
 @login_required
+@reads_replica
 def dashboard():
     """A village's figures for a period, its exports, and (committee) publishing its ranking."""
     village = _staff_village(request.args.get("village"))
@@ -108,6 +110,7 @@ def _publish_preview(village: Area, period: str, hamlet: int | None):
 
 @bp.get("/overview")
 @login_required
+@reads_replica
 def overview():
     """A supervisor's villages side by side."""
     period = _period_arg() or periods.current_month()
@@ -128,6 +131,7 @@ EXPORT_KINDS = {"rankings", "awards", "transfers"}
 
 @bp.get("/exports/<kind>.<fmt>")
 @login_required
+@reads_replica
 def export(kind, fmt):
     """Rankings, awards or transfers of a village as XLSX or CSV (committee, supervisor)."""
     if kind not in EXPORT_KINDS or fmt not in ("xlsx", "csv"):
