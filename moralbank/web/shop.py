@@ -4,10 +4,12 @@ statements and cards are in ``web.store_admin``, on this same blueprint."""
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file,
                    url_for)
 from flask_babel import gettext as _
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -37,13 +39,29 @@ def _code_view(record: RedemptionCode) -> dict:
             "status": url_for("shop.pay_status", code=record.code)}
 
 
+@throttle.code_mint
+def _mint_for_page() -> RedemptionCode:
+    """A fresh code for the page that opens on none (the household's minting budget counts it)."""
+    with write_transaction():
+        return stores.issue_code(current_user).record
+
+
 @bp.get("/me/pay")
 @login_required
 def pay():
-    """我的付款码: a big QR and the number; JavaScript refreshes it before it expires."""
+    """我的付款码: a big QR and the number; JavaScript refreshes it before it expires. The page never
+    opens on a code about to end: it mints a fresh one (within the household's minting budget; past
+    it the page offers the button)."""
     household = resident_household()
+    opened = utcnow()
     record = stores.latest_open_code(household.id)
+    if record is None:
+        try:
+            record = _mint_for_page()
+        except RateLimitExceeded:
+            flash(_("付款码换得太频繁，请稍等一分钟再点“显示付款码”"), "error")
     return render_template("shop/pay.html", code=_code_view(record) if record else None,
+                           status_url=url_for("shop.pay_status_household", since=int(opened.timestamp())),
                            balance=max(stores.balance_of(household.id), 0), form_key=new_form_key())
 
 
@@ -51,7 +69,8 @@ def pay():
 @login_required
 @throttle.code_mint
 def new_code():
-    """A new code (the page's button, or its script shortly before the old one expires)."""
+    """A new code (换一个码, or the page's script shortly before the old one expires); it ends the
+    household's previous code."""
     resident_household()
     with write_transaction():
         issued = stores.issue_code(current_user)
@@ -70,17 +89,35 @@ def pay_qr(code):
     return response
 
 
+def _paid_body(household: Household, record: RedemptionCode | None) -> dict:
+    body = {"used": record is not None, "balance": max(stores.balance_of(household.id), 0)}
+    if record is not None:
+        body["spent"] = db.session.scalar(select(Redemption.points).where(Redemption.code_id == record.id))
+    return body
+
+
+@bp.get("/me/pay/status")
+@login_required
+def pay_status_household():
+    """Polled by the code page: has a shop taken any of the household's codes since the page opened
+    (``since``, Unix seconds)? The page swaps codes as they run out or on 换一个码, and the clerk may
+    have scanned any of them, so it asks by household, not by code."""
+    household = resident_household()
+    since = request.args.get("since", type=bounded_int)
+    if since is None:
+        abort(400)
+    opened = datetime.fromtimestamp(since, timezone.utc)
+    return jsonify(_paid_body(household, stores.paid_since(household.id, opened)))
+
+
 @bp.get("/me/pay/status/<code>")
 @login_required
 def pay_status(code):
-    """Polled by the code page: has the shop taken the code? The new balance if so."""
+    """One code's state (kept for pages opened before the household-wide poll)."""
     household = resident_household()
     record = stores.household_code(current_user, code)
-    body = {"used": record.consumed_at is not None, "expired": record.expires_at <= utcnow(),
-            "balance": max(stores.balance_of(household.id), 0)}
-    if record.consumed_at is not None:
-        spent = db.session.scalar(select(Redemption.points).where(Redemption.code_id == record.id))
-        body["spent"] = spent
+    body = _paid_body(household, record if record.consumed_at is not None else None)
+    body["expired"] = record.expires_at <= utcnow()
     return jsonify(body)
 
 
@@ -157,7 +194,7 @@ def redeem():
         return submit_once(action)
     except DomainError as error:
         flash(error.message, "error")
-        if error.code in ("code_used", "code_expired", "unknown_code"):
+        if error.code in ("code_used", "code_expired", "code_replaced", "unknown_code"):
             return redirect(url_for("shop.shop_home"))
         return redirect(url_for("shop.redeem_page", code=text) if text.isdigit()
                         else url_for("shop.redeem_page", t=text))
