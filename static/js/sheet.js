@@ -18,9 +18,9 @@
     note.hidden = !text;
   }
 
-  form.querySelectorAll(".camera input[type=file]").forEach(function (input) {
+  form.querySelectorAll(".sheet-camera input[type=file]").forEach(function (input) {
     input.addEventListener("change", function () {
-      var box = input.closest(".camera");
+      var box = input.closest(".sheet-camera");
       if (!input.files || !input.files.length) { return; }
       var data = new FormData();
       data.append("photo", input.files[0]);
