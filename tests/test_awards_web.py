@@ -303,7 +303,7 @@ def test_catalogue_revision_makes_a_new_version_and_retired_rules_cannot_be_prop
 
     html = page(client, "/committee/rules")
     assert "义务巡逻" in html
-    assert f'action="/committee/rules/{rule}/revise"' in html  # the page's form posts to the revise route
+    assert f'action="/committee/rules/{rule}/revise#rule-{rule}"' in html  # posts to revise, comes back at the form
     data = {"csrf_token": csrf_from(html), "idempotency_key": form_key(html, f"-r{rule}"),
             "category": "volunteer", "title": "义务巡逻", "points": "8", "cap_count": "", "cap_period": ""}
     response = client.post(f"/committee/rules/{rule}/revise", data=data)

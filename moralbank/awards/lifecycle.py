@@ -22,7 +22,7 @@ from sqlalchemy import select
 from .. import periods
 from ..audit.service import record as audit
 from ..database import require_write_transaction, utcnow, write_transaction
-from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound, range_words
 from ..extensions import db
 from ..i18n import N_
 from ..people import access
@@ -85,7 +85,8 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
                       fields={"rule_id": [_("已停用")]})
     quantity = proposal.quantity
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
-        raise Invalid(_("数量应为 1 到 %(n)s", n=MAX_QUANTITY), fields={"quantity": [_("超出范围")]})
+        words = range_words(1, MAX_QUANTITY)
+        raise Invalid(_("「次数」%(words)s", words=words), fields={"quantity": [words]})
     today = periods.today()
     occurred_on = proposal.occurred_on or today
     if occurred_on > today:

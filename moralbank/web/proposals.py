@@ -16,7 +16,7 @@ from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident
 from .awards import bp
-from .forms import (bounded_int, form_int, grid_village, new_form_key, resident_household,
+from .forms import (bounded_int, form_choice, form_int, grid_village, new_form_key, resident_household,
                     submit_once)
 
 
@@ -68,13 +68,15 @@ def propose():
     households = households_of(village, hamlet_ids)
     rules = awards.active_rules(village)
     status = 200
+    problems: dict = {}
     if request.method == "POST":
         try:
             upload = request.files.get("photo")
             proposal = awards.Proposal(
-                household_id=form_int(request.form.get("household_id"), "household_id"),
-                rule_id=form_int(request.form.get("rule_id"), "rule_id"),
-                quantity=form_int(request.form.get("quantity") or 1, "quantity"),
+                household_id=form_choice(request.form.get("household_id"), "household_id", _("哪一户")),
+                rule_id=form_choice(request.form.get("rule_id"), "rule_id", _("哪一项")),
+                quantity=form_int(request.form.get("quantity") or 1, "quantity", _("次数"), low=1,
+                                  high=awards.MAX_QUANTITY),
                 note=request.form.get("note"), occurred_on=parse_day(request.form.get("occurred_on")),
                 photo=upload.read() if upload and upload.filename else None)
 
@@ -87,8 +89,9 @@ def propose():
         except DomainError as error:
             flash(error.message, "error")
             status = error.status
+            problems = error.fields
     return render_template("awards/propose.html", village=village, households=households, rules=rules,
-                           form_key=new_form_key(), form=request.form, today=periods.today(),
+                           form_key=new_form_key(), form=request.form, today=periods.today(), problems=problems,
                            selected=request.args.get("household", type=bounded_int)), status
 
 
@@ -102,11 +105,12 @@ def declare():
     village = db.session.get(Area, household.village_id)
     rules = [rule for rule in awards.active_rules(village) if rule.points > 0]
     status = 200
+    problems: dict = {}
     if request.method == "POST":
         try:
             upload = request.files.get("photo")
             proposal = awards.Proposal(household_id=household.id,
-                                       rule_id=form_int(request.form.get("rule_id"), "rule_id"),
+                                       rule_id=form_choice(request.form.get("rule_id"), "rule_id", _("哪一项")),
                                        note=request.form.get("note"),
                                        occurred_on=parse_day(request.form.get("occurred_on")),
                                        photo=upload.read() if upload and upload.filename else None)
@@ -119,5 +123,6 @@ def declare():
         except DomainError as error:
             flash(error.message, "error")
             status = error.status
+            problems = error.fields
     return render_template("awards/declare.html", household=household, rules=rules, form_key=new_form_key(),
-                           form=request.form, today=periods.today()), status
+                           form=request.form, today=periods.today(), problems=problems), status

@@ -148,6 +148,29 @@ def _redemption_rows(items) -> list[dict]:
     return [{"r": r, "who": mask_name(heads.get(r.household_id, ""))} for r in items]
 
 
+#: refusals that are about the code itself: the clerk goes back to the number box
+CODE_REFUSALS = ("code_used", "code_expired", "code_replaced", "unknown_code")
+
+
+def _typed_number(text: str) -> str:
+    """What the clerk typed in the 8-digit box, to show again; a token from a scanned QR was never
+    typed, so the box stays empty rather than holding 32 characters."""
+    return text if text and len(text) <= 12 and text.replace(" ", "").replace("-", "").isdigit() else ""
+
+
+def _code_refused(store: Store, text: str, error: DomainError):
+    flash(error.message, "error")
+    return render_template("shop/home.html", store=store, recent=[], typed=_typed_number(text),
+                           secure=False), error.status
+
+
+def _cart_page(store: Store, text: str, seen, *, typed=None, problems=None, status: int = 200):
+    items = db.session.scalars(select(Item).where(Item.store_id == store.id, Item.active.is_(True))
+                               .order_by(Item.id)).all()
+    return render_template("shop/redeem.html", store=store, seen=seen, items=items, code_text=text,
+                           form_key=new_form_key(), typed=typed or {}, problems=problems or {}), status
+
+
 @bp.get("/shop/redeem")
 @login_required
 @throttle.code_lookup
@@ -160,31 +183,43 @@ def redeem_page():
     try:
         seen = stores.preview(current_user, store, text)
     except DomainError as error:
-        flash(error.message, "error")
-        return render_template("shop/home.html", store=store, recent=[], typed=text,
-                               secure=False), error.status
-    items = db.session.scalars(select(Item).where(Item.store_id == store.id, Item.active.is_(True))
-                               .order_by(Item.id)).all()
-    return render_template("shop/redeem.html", store=store, seen=seen, items=items, code_text=text,
-                           form_key=new_form_key())
+        return _code_refused(store, text, error)
+    return _cart_page(store, text, seen)
+
+
+def _cart_problems(error: DomainError, items_by_name: dict[str, int]) -> dict[str, list[str]]:
+    """Where on the cart page a refusal belongs: an item's quantity box, the points box, or the total."""
+    problems: dict[str, list[str]] = {}
+    for key, messages in (error.fields or {}).items():
+        if key.startswith("item-") or key == "points":
+            problems.setdefault(key, []).extend(messages)
+        elif key == "items" and error.code == "out_of_stock":
+            for name in messages:
+                if name in items_by_name:
+                    problems.setdefault(f"item-{items_by_name[name]}", []).append(_("库存不足"))
+    problems.setdefault("total", []).append(error.message)
+    return problems
 
 
 @bp.post("/shop/redeem")
 @login_required
 @throttle.code_lookup
 def redeem():
-    """Confirm: the one atomic redemption; then the receipt."""
+    """Confirm: the one atomic redemption; then the receipt. A refusal of the code goes back to the
+    number box; any other comes back to the cart as the clerk filled it, the problem by its field."""
     store = _my_store()
     text = request.form.get("code", "")
+    typed = {key: value for key, value in request.form.items() if key.startswith("item-") or key == "points"}
     try:
         cart = []
-        for key, value in request.form.items():
+        for key, value in typed.items():
             if key.startswith("item-") and value.strip():
-                quantity = form_int(value, _("数量"))
+                quantity = form_int(value, key, _("数量"), low=0)
                 if quantity > 0:
                     cart.append((form_int(key[5:], "item"), quantity))
-        points_text = request.form.get("points", "").strip()
-        points = form_int(points_text, _("积分")) if points_text else None
+        points_text = typed.get("points", "").strip()
+        points = form_int(points_text, "points", _("或者直接填积分"), low=0,
+                          high=stores.MAX_REDEMPTION) if points_text else None
         points = points if points else None
 
         def action():
@@ -193,11 +228,17 @@ def redeem():
                     "message": _("兑换成功：%(n)s 分", n=redemption.points)}
         return submit_once(action)
     except DomainError as error:
-        flash(error.message, "error")
-        if error.code in ("code_used", "code_expired", "code_replaced", "unknown_code"):
-            return redirect(url_for("shop.shop_home"))
-        return redirect(url_for("shop.redeem_page", code=text) if text.isdigit()
-                        else url_for("shop.redeem_page", t=text))
+        if error.code in CODE_REFUSALS:
+            return _code_refused(store, text, error)
+        refusal = error
+    try:
+        seen = stores.preview(current_user, store, text)
+    except DomainError as error:
+        return _code_refused(store, text, error)
+    names = dict(db.session.execute(select(Item.name, Item.id).where(Item.store_id == store.id)).all())
+    flash(refusal.message, "error")
+    return _cart_page(store, text, seen, typed=typed, problems=_cart_problems(refusal, names),
+                      status=refusal.status if refusal.status >= 400 else 422)
 
 
 @bp.get("/shop/receipts/<int:redemption_id>")
