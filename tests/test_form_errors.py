@@ -86,3 +86,16 @@ def test_the_number_box_keeps_what_the_clerk_typed_and_never_a_token(app, api, c
     assert code["token"] not in text(scanned) and 'value=""' in text(scanned).split('id="code"', 1)[1][:200]
     typed = client.get(f"/shop/redeem?code={code['code']}")
     assert f'value="{code["code"]}"' in text(typed).split('id="code"', 1)[1][:200]
+
+
+def test_the_api_names_fields_by_their_labels_and_ranges(app, api):
+    rules = api.get(f"{API}/villages/BLM/rules", "grid").get_json()["items"]
+    rule = next(r for r in rules if r["points"] > 0 and not r["photo_required"])
+    households = api.get(f"{API}/villages/BLM/households", "grid").get_json()["items"]
+    error = api.post(f"{API}/awards", "grid", json={"household_id": households[0]["id"], "rule_id": rule["id"],
+                                                   "quantity": -5}).get_json()["error"]
+    assert error["code"] == "invalid" and error["message"] == "「次数」要填 1 到 50 的整数"
+    assert error["fields"] == {"quantity": ["要填 1 到 50 的整数"]}
+    error = api.post(f"{API}/awards", "grid", json={"household_id": "x", "rule_id": rule["id"],
+                                                   "quantity": 0}).get_json()["error"]
+    assert "「哪一户」" in error["message"] and "「次数」" in error["message"]
