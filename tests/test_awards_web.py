@@ -192,7 +192,7 @@ def test_sheet_with_a_bad_row_records_nothing_and_names_the_row(app, client, aut
     assert re.search(rf'name="cell-{a}-{plain}" value="1" checked', html), "what was ticked stays ticked"
     # each problem is said next to its field: the photo at BLM-003's camera, the cap at BLM-004's item
     assert re.search(rf'id="photo-{b}-error">照片：「庭院绿化达标」需要上传照片', html)
-    assert re.search(rf'id="cell-{c}-{capped}-error">垃圾分类到位：[^<]*起可以再记', html)
+    assert re.search(rf'id="cell-{c}-{capped}-error">「垃圾分类到位」[^<]*起可以再记', html)
 
     # fixed: a photo for BLM-003, BLM-004's capped cell unticked; sent from the page shown
     data = sheet_form(html, h1, [plain, photo, capped], [(a, plain), (b, photo)])

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from browser_support import PHONE, login, screenshot
+from browser_support import ARTIFACTS, PHONE, login, screenshot
 from PIL import Image
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -20,6 +20,14 @@ from moralbank.awards.models import Award, Rule
 from moralbank.database import travel, write_transaction
 from moralbank.extensions import db
 from moralbank.people.models import Area, Household, User
+
+
+def _view(page, name: str, at: str | None = None) -> None:
+    """A screenshot of what the phone's screen shows (the whole sheet is many screens long), scrolled to ``at``."""
+    if at:
+        page.locator(at).scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def _jpeg(path) -> str:
@@ -83,7 +91,7 @@ def test_sheet_with_photos_and_a_wrong_row_loses_no_photo(app, phone, tmp_path):
         expect(page.locator(f"#hh-{household} .kept")).to_be_visible()
     held = {h: page.input_value(f"input[name=photo_id-{h}]") for h in (a, b)}
     assert all(held.values()), held
-    screenshot(page, "grid-sheet-filled")
+    _view(page, "grid-sheet-photos", f"#hh-{a} .sheet-camera")
 
     with page.expect_navigation():
         page.click("button:has-text('整张提交')")
@@ -97,14 +105,16 @@ def test_sheet_with_photos_and_a_wrong_row_loses_no_photo(app, phone, tmp_path):
         assert page.locator(f"#hh-{household} .kept img").evaluate("img => img.naturalWidth") > 0
     assert page.locator(f"#hh-{a} label.toggle", has_text="评为干净人家").locator("input").is_checked()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
-    screenshot(page, "grid-sheet-wrong-row")
+    _view(page, "grid-sheet-wrong-row")
+    _view(page, "grid-sheet-wrong-row-field", f"#hh-{wrong} .field-error")
+    _view(page, "grid-sheet-photo-kept", f"#hh-{a} .kept")
 
     toggle(wrong, "庭院整洁")          # fixed: untick the wrong row
     with page.expect_navigation():
         page.click("button:has-text('整张提交')")
     flash = page.locator(".flash").first.inner_text()
     assert "评分表已提交：3 条" in flash, flash
-    screenshot(page, "grid-sheet-submitted")
+    _view(page, "grid-sheet-filed")
     with app.app_context():
         filed = {(award.household_id, award.rule_id): award.photo_path for award in db.session.scalars(
             select(Award).where(Award.household_id.in_((a, b, c)), Award.status == "proposed"))}
@@ -139,7 +149,7 @@ def test_payment_code_paid_after_a_new_code_and_the_old_one_refused(app, chromiu
             resident.click("#refresh")
         third = _number(resident)
         assert third not in (first, second)
-        screenshot(resident, "resident-payment-code")
+        screenshot(resident, "resident-payment-code-new")
 
         login(clerk, "13800000004")
         clerk.goto("/shop")
@@ -161,7 +171,7 @@ def test_payment_code_paid_after_a_new_code_and_the_old_one_refused(app, chromiu
         assert "已付款" in resident.inner_text("#done")
         assert resident.inner_text("#spent") == "2"
         assert int(resident.inner_text("#balance")) == balance_before - 2
-        screenshot(resident, "resident-paid")
+        screenshot(resident, "resident-paid-after-new-code")
     finally:
         resident_ctx.close()
         clerk_ctx.close()

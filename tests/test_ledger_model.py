@@ -235,7 +235,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.prices: list[int] = []
         self.stock: dict[int, int] = {}         # item id -> expected stock
         self.used: dict[int, bool] = {}         # code id -> used?
-        self.latest: dict[int, int] = {}        # household account id -> its newest code id
+        self.latest: dict[int, tuple] = {}      # household account id -> (its newest code id, when issued)
         self.ended: set[int] = set()            # code ids ended by a newer code of their household
         self.sold: dict[int, tuple[str, int]] = {}  # code redemption transfer id -> (month, points)
         self.carts: dict[int, Counter] = {}     # code redemption transfer id -> item id -> quantity taken
@@ -557,9 +557,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert record.household_id == self.household_of[account] and record.consumed_at is None
             assert abs(record.expires_at - (self._now() + self.ttl)) < timedelta(seconds=30), record.expires_at
         self.used[code.id] = False
-        if account in self.latest:  # issue_code ends the household's earlier open code
-            self.ended.add(self.latest[account])
-        self.latest[account] = code.id
+        if account in self.latest:  # issue_code ends the household's earlier code if it is still open
+            previous, issued = self.latest[account]
+            if not self.used[previous] and self.elapsed - issued < self.ttl:
+                self.ended.add(previous)
+        self.latest[account] = (code.id, self.elapsed)
         return code
 
     @precondition(lambda self: sum(not used for used in self.used.values()) < 4)
