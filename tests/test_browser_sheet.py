@@ -175,3 +175,25 @@ def test_payment_code_paid_after_a_new_code_and_the_old_one_refused(app, chromiu
     finally:
         resident_ctx.close()
         clerk_ctx.close()
+
+
+def test_rule_form_refusal_opens_at_the_form_with_what_was_typed(phone):
+    page = phone
+    login(page, "13800000001")
+    page.goto("/committee/rules")
+    page.fill("#title-new", "帮五保户挑水")
+    page.fill("#points-new", "99999")
+    page.fill("#cap_count-new", "2")
+    page.select_option("#cap_period-new", "month")
+    page.evaluate("document.querySelector('#points-new').removeAttribute('max')")  # as a phone without validation
+    with page.expect_navigation():
+        page.click("#rule-new button[type=submit]")
+    assert page.url.endswith("/committee/rules/new#rule-new")
+    error = page.locator("#points-new-error")
+    assert "分值：要填 -1000 到 1000 之间、不为 0 的整数" in error.inner_text()
+    assert error.evaluate("e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"), \
+        "the message is on the screen the page opens at, not 4,500 px above"
+    assert page.input_value("#title-new") == "帮五保户挑水" and page.input_value("#points-new") == "99999"
+    assert page.input_value("#cap_period-new") == "month"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    _view(page, "committee-rule-form-error")
