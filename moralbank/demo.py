@@ -31,8 +31,8 @@ CHILDREN = ("子轩 浩然 欣怡 梓涵 宇航 思雨 佳琪 一诺 雨桐 博�
 
 #: (category, title, points, cap per period, photo required)
 CATALOGUE = [
-    ("hygiene", "庭院整洁、物品摆放有序", 5, (1, "month"), True),
-    ("hygiene", "柴草堆放整齐", 3, (1, "month"), True),
+    ("hygiene", "庭院整洁、物品摆放有序", 5, (1, "month"), False),
+    ("hygiene", "柴草堆放整齐", 3, (1, "month"), False),
     ("hygiene", "厕所干净无异味", 3, (1, "month"), False),
     ("hygiene", "房前屋后无垃圾", 3, (1, "month"), False),
     ("hygiene", "门前种花种菜美化环境", 5, (1, "quarter"), True),

@@ -34,3 +34,15 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     code, status = "invalid", 422
+
+
+def range_words(low: int | None = None, high: int | None = None) -> str:
+    """What a number field accepts, in the words every error message uses ("要填 1 到 50 的整数"),
+    so the pages and the API say a range the same way."""
+    from flask_babel import gettext as _
+
+    if low is not None and high is not None:
+        return _("要填 %(low)s 到 %(high)s 的整数", low=low, high=high)
+    if low is not None:
+        return _("要填不小于 %(low)s 的整数", low=low)
+    return _("要填整数")

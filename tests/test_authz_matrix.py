@@ -198,6 +198,8 @@ route("awards.grid_home", "GET", "any_user", lambda i: "/grid")
 route("awards.sheet", "GET", "any_user", lambda i: f"/grid/sheet?hamlet={i['hamlet']}")
 route("awards.sheet", "POST", "own_village_write", lambda i: f"/grid/sheet?hamlet={i['hamlet']}",
       form=lambda i: {"hamlet": i["hamlet"], "rule_id": i["rule"], f"h-{i['household']}": "1"})
+route("awards.keep_sheet_photo", "POST", "own_village_write", lambda i: "/grid/photos", form={})
+route("awards.sheet_photo", "GET", "any_user", lambda i: "/grid/photos/1")  # the uploader's own, else 404
 route("awards.declare", "GET", "any_user", lambda i: "/me/declare")
 route("awards.declare", "POST", "own_household", lambda i: "/me/declare",
       form=lambda i: {"rule_id": i["rule"], "quantity": "1"})
@@ -215,6 +217,7 @@ route("shop.pay", "GET", "any_user", lambda i: "/me/pay")
 route("shop.new_code", "POST", "own_household", lambda i: "/me/pay", form={})
 route("shop.pay_qr", "GET", "own_household", lambda i: f"/me/pay/qr/{i['code']}.png")
 route("shop.pay_status", "GET", "own_household", lambda i: f"/me/pay/status/{i['code']}")
+route("shop.pay_status_household", "GET", "any_user", lambda i: "/me/pay/status?since=0")
 route("shop.shop_home", "GET", "any_user", lambda i: "/shop")
 route("shop.redeem_page", "GET", "any_user", lambda i: f"/shop/redeem?code={i['code']}")
 route("shop.redeem", "POST", "own_store", lambda i: "/shop/redeem",

@@ -183,13 +183,16 @@ def test_sheet_with_a_bad_row_records_nothing_and_names_the_row(app, client, aut
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "整张表没有提交" in html
-    problems = html.split('class="problems"', 1)[1].split("</div>", 1)[0]
+    problems = html.split('class="card problems"', 1)[1].split("</div>", 1)[0]
     assert f"BLM-003 {head_of(app, 'BLM-003')} · 庭院绿化达标" in problems and "照片" in problems
     assert f"BLM-004 {head_of(app, 'BLM-004')} · 垃圾分类到位" in problems and "起可以再记" in problems
     assert "BLM-002" not in problems  # the good row is not blamed...
     assert awards_of(app, plain, photo, capped) == before  # ...but not kept either
-    assert html.count('class="bad"') == 2
-    assert f'name="cell-{a}-{plain}" value="1" aria-label="{head_of(app, "BLM-002")} 鸡鸭圈养" checked' in html
+    assert html.count("hh-card bad") == 2
+    assert re.search(rf'name="cell-{a}-{plain}" value="1" checked', html), "what was ticked stays ticked"
+    # each problem is said next to its field: the photo at BLM-003's camera, the cap at BLM-004's item
+    assert re.search(rf'id="photo-{b}-error">照片：「庭院绿化达标」需要上传照片', html)
+    assert re.search(rf'id="cell-{c}-{capped}-error">「垃圾分类到位」[^<]*起可以再记', html)
 
     # fixed: a photo for BLM-003, BLM-004's capped cell unticked; sent from the page shown
     data = sheet_form(html, h1, [plain, photo, capped], [(a, plain), (b, photo)])
@@ -300,7 +303,7 @@ def test_catalogue_revision_makes_a_new_version_and_retired_rules_cannot_be_prop
 
     html = page(client, "/committee/rules")
     assert "义务巡逻" in html
-    assert f'action="/committee/rules/{rule}/revise"' in html  # the page's form posts to the revise route
+    assert f'action="/committee/rules/{rule}/revise#rule-{rule}"' in html  # posts to revise, comes back at the form
     data = {"csrf_token": csrf_from(html), "idempotency_key": form_key(html, f"-r{rule}"),
             "category": "volunteer", "title": "义务巡逻", "points": "8", "cap_count": "", "cap_period": ""}
     response = client.post(f"/committee/rules/{rule}/revise", data=data)

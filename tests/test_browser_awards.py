@@ -23,10 +23,10 @@ def test_inspection_sheet_filed_on_a_phone_and_approved(app, phone):
     page.check("label:has-text('冬季清雪出工') input")
     page.check("label:has-text('参加志愿服务') input")
     page.click("text=换项目")
-    headers = page.locator("table.sheet thead th").all_inner_texts()
-    assert any("冬季清雪出工" in h for h in headers) and any("参加志愿服务" in h for h in headers)
+    items = page.locator(".hh-card").first.locator("label.toggle").all_inner_texts()
+    assert any("冬季清雪出工" in h for h in items) and any("参加志愿服务" in h for h in items)
 
-    cells = page.locator("table.sheet tbody input[type=checkbox]")
+    cells = page.locator(".hh-card label.toggle input[type=checkbox]")
     ticked = 6
     for index in range(ticked):
         cells.nth(index).check()

@@ -43,9 +43,9 @@ def test_a_new_code_ends_the_old_one_and_the_clerk_is_told(app, api, client):
         preview = api.post(f"{API}/stores/{store}/redemption-previews", "clerk", json={"code": text})
         assert preview.status_code == 409, preview.get_json()
         error = preview.get_json()["error"]
-        assert error["code"] == "code_expired" and "新的付款码" in error["message"]
+        assert error["code"] == "code_replaced" and "新的付款码" in error["message"]
         sale = api.post(f"{API}/stores/{store}/redemptions", "clerk", json={"code": text, "points": 1})
-        assert sale.status_code == 409 and sale.get_json()["error"]["code"] == "code_expired"
+        assert sale.status_code == 409 and sale.get_json()["error"]["code"] == "code_replaced"
     assert api.get(f"{API}/households/{household}", "committee").get_json()["balance"] == balance
 
     # the clerk's page says it in words too

@@ -28,7 +28,7 @@ Invariants after every step (one statement reads all but ``verify()``):
 
 What the model predicts, rule by rule, is what the services promise: a redemption is
 refused with ``code_used`` (409) for a used code, ``code_expired`` (409) once its
-lifetime is over or a newer code of its household ended it (one open code per household), ``out_of_stock`` when an item is short, ``empty_cart`` when nothing
+lifetime is over, ``code_replaced`` (409) once a newer code of its household ended it (one open code per household), ``out_of_stock`` when an item is short, ``empty_cart`` when nothing
 is bought and ``insufficient_points`` when the household cannot pay — and any refusal
 changes nothing. A month is settled once it is over, for the points of the code
 redemptions credited to the store in it less those reversed, once
@@ -117,12 +117,13 @@ CARTS = st.lists(st.tuples(st.integers(0, ITEMS - 1), st.integers(1, 2)), max_si
 POINTS = st.integers(0, 30).map(lambda points: points or None)
 SPELLINGS = st.sampled_from(("number", "spaced", "token"))
 #: what each refusal's code answers with
-STATUS = {"code_used": 409, "code_expired": 409, "out_of_stock": 422, "empty_cart": 422,
+STATUS = {"code_used": 409, "code_expired": 409, "code_replaced": 409, "out_of_stock": 422, "empty_cart": 422,
           "insufficient_points": 422, "period_open": 422, "already_settled": 409, "nothing_to_settle": 422,
           "period_settled": 409, "already_reversed": 409}
 #: outcomes a CI-sized run must have seen at least once
 MUST_HAPPEN = ("award", "deduction", "spend", "spend refused", "code issued", "redemption",
                "redemption refused: code_used", "redemption refused: code_expired",
+               "redemption refused: code_replaced",
                "redemption refused: out_of_stock", "redemption refused: insufficient_points",
                "redemption refused: empty_cart", "restock", "settlement", "settlement refused: period_open",
                "settlement refused: already_settled", "settlement refused: nothing_to_settle", "reversal",
@@ -267,7 +268,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.prices: list[int] = []
         self.stock: dict[int, int] = {}         # item id -> expected stock
         self.used: dict[int, bool] = {}         # code id -> used?
-        self.latest: dict[int, int] = {}        # household account id -> its newest code id
+        self.latest: dict[int, tuple] = {}      # household account id -> (its newest code id, when issued)
         self.ended: set[int] = set()            # code ids ended by a newer code of their household
         self.sold: dict[int, tuple[str, int]] = {}  # code redemption transfer id -> (month, points)
         self.carts: dict[int, Counter] = {}     # code redemption transfer id -> item id -> quantity taken
@@ -596,9 +597,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert record.household_id == self.household_of[account] and record.consumed_at is None
             assert abs(record.expires_at - (self._now() + self.ttl)) < timedelta(seconds=30), record.expires_at
         self.used[code.id] = False
-        if account in self.latest:  # issue_code ends the household's earlier open code
-            self.ended.add(self.latest[account])
-        self.latest[account] = code.id
+        if account in self.latest:  # issue_code ends the household's earlier code if it is still open
+            previous, issued = self.latest[account]
+            if not self.used[previous] and self.elapsed - issued < self.ttl:
+                self.ended.add(previous)
+        self.latest[account] = (code.id, self.elapsed)
         return code
 
     @precondition(lambda self: sum(not used for used in self.used.values()) < 4)
@@ -632,7 +635,9 @@ class LedgerMachine(RuleBasedStateMachine):
         total = sum(self.prices[index] * quantity for index, quantity in wanted.items()) + (points or 0)
         if self.used[code.id]:
             expected = "code_used"
-        elif code.id in self.ended or self.elapsed - code.issued >= self.ttl:
+        elif code.id in self.ended:
+            expected = "code_replaced"
+        elif self.elapsed - code.issued >= self.ttl:
             expected = "code_expired"
         elif any(self.stock[self.items[index]] < quantity for index, quantity in wanted.items()):
             expected = "out_of_stock"

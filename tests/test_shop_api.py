@@ -222,7 +222,7 @@ def test_qr_image_is_drawn_once_per_code_and_never_outlives_the_code(app, api, a
 
     replaced, used = codes
     assert redeem(api, my_store(api), {"code": used["code"], "points": 1}).status_code == 201
-    for code, error in ((used, "code_used"), (replaced, "code_expired")):
+    for code, error in ((used, "code_used"), (replaced, "code_replaced")):
         for kind in ("png", "svg"):
             response = api.get(f"{API}/redemption-codes/{code['code']}/qr.{kind}", "resident")
             assert response.status_code == 404 and error_code(response) == error

@@ -217,14 +217,18 @@ def check_web_refusals(app, api):
     form = form_fields(html, "cart")
     too_much = dict(form, points=str(start + 1))
     response = clerk.post("/shop/redeem", data=too_much, follow_redirects=True)
-    assert "积分不足" in text_of(response)
+    assert response.status_code == 422 and "积分不足" in text_of(response)
+    assert f'name="points" type="number" min="1" inputmode="numeric" value="{start + 1}"' in text_of(response), \
+        "the cart comes back as the clerk filled it"
+    assert 'id="total-error"' in text_of(response), "the refusal is said next to the total"
     assert balance(api, household) == start
 
     # Nonsense quantities are refused, not a server error.
     item = next(item for item in items_of(api, store).values() if item["stock"] > 0)
     nonsense = dict(form, **{f"item-{item['id']}": "abc"}, idempotency_key=uuid.uuid4().hex)
     response = clerk.post("/shop/redeem", data=nonsense, follow_redirects=True)
-    assert response.status_code == 200 and "「数量」要填整数" in text_of(response)
+    assert response.status_code == 422 and "「数量」要填不小于 0 的整数" in text_of(response)
+    assert f'id="item-{item["id"]}-error">{item["name"]}：要填不小于 0 的整数' in text_of(response)
     assert items_of(api, store)[item["id"]]["stock"] == item["stock"]
 
     # The same code then buys what the household can afford (a fresh page gives a fresh key).
@@ -288,7 +292,7 @@ def check_resident_pay_page(app, api):
     start = balance(api, household)
     resident = login(app, "resident")
     page = text_of(resident.get("/me/pay"))
-    assert 'id="code-area" hidden' in page  # no code yet
+    assert 'id="code-area" hidden' not in page  # the page opens on a code, minted by the server
     assert f'data-testid="balance">{start}<' in page
 
     response = resident.post("/me/pay", data={"csrf_token": csrf_from(page)})

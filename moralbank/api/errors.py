@@ -2,6 +2,8 @@
 ``{"error": {"code": "...", "message": "...", "fields": {...}}}``."""
 from __future__ import annotations
 
+import re
+
 from flask import current_app, jsonify, request
 from flask_babel import gettext as _
 from marshmallow import ValidationError
@@ -9,6 +11,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
 from ..errors import DomainError
+from ..i18n import N_
 from ..throttle import Throttled
 from . import bp
 
@@ -41,9 +44,36 @@ def throttled(error: Throttled):
     return response
 
 
+#: the words the pages use for the API's fields, so a message a person may read names them so
+FIELD_LABELS = {
+    "points": N_("分值"), "quantity": N_("次数"), "household_id": N_("哪一户"), "rule_id": N_("哪一项"),
+    "title": N_("名称"), "category": N_("类别"), "cap": N_("上限"), "note": N_("说明"), "occurred_on": N_("日期"),
+    "reason": N_("理由"), "code": N_("付款号码"), "notice_days": N_("公示天数"),
+    "code_ttl_seconds": N_("付款码有效秒数"), "approval_threshold": N_("需要审核的分值"),
+    "star_thresholds": N_("星级分数线"), "photo_required": N_("需要照片"),
+}
+
+
+def _first_words(messages) -> str | None:
+    if isinstance(messages, str):
+        return messages
+    values = messages.values() if isinstance(messages, dict) else messages if isinstance(messages, list) else ()
+    return next((words for words in map(_first_words, values) if words), None)
+
+
 def validation_error(error: ValidationError):
+    """422 ``invalid``; the message names the refused fields by their labels, and says the allowed
+    range where the refusal is one of the pages' own ("「次数」要填 1 到 50 的整数")."""
     fields = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return envelope("invalid", _("输入有误，请检查标出的字段"), 422, fields)
+    labelled = [_(FIELD_LABELS[name]) for name in fields if name in FIELD_LABELS]
+    message = _("输入有误，请检查标出的字段")
+    if labelled:
+        words = _first_words(fields[next(name for name in fields if name in FIELD_LABELS)])
+        if len(fields) == 1 and words and not re.search("[A-Za-z]", words):
+            message = _("「%(field)s」%(words)s", field=labelled[0], words=words)
+        else:
+            message = _("输入有误，请检查：%(fields)s", fields="、".join(f"「{label}」" for label in labelled))
+    return envelope("invalid", message, 422, fields)
 
 
 def _routable_with_another_method(error: HTTPException) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate
 
 from ..awards.models import AwardStatus
+from ..errors import range_words
 
 #: calendar periods as the document states them (ASCII digits only); their one home is moralbank.periods
 from ..periods import MONTH_PATTERN, PERIOD_PATTERN  # noqa: F401 (the API's schemas use them through here)
@@ -16,6 +17,14 @@ ID_MAX = 2**31 - 1
 EXPIRY_DESCRIPTION = ('when points lapse: {"mode": "none"} (never), {"mode": "annual", "on": "12-31"} (unspent '
                       'points lapse at the end of that day each year), or {"mode": "months", "months": 24} (each '
                       "award's points lapse that many months after posting, 1-120; spent first-in first-out)")
+
+
+class Between(validate.Range):
+    """An inclusive range whose refusal is said in the pages' words ("要填 1 到 50 的整数"), for the
+    numbers people type (the API's error message then names the field by its label)."""
+
+    def _format_error(self, value, message):
+        return range_words(self.min, self.max)
 
 
 class WholeRegexp(validate.Regexp):
@@ -185,7 +194,7 @@ class RuleSchema(Schema):
         ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
     category_label = fields.String(dump_only=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    points = StrictInteger(required=True, validate=validate.Range(min=-1000, max=1000),
+    points = StrictInteger(required=True, validate=Between(min=-1000, max=1000),
                            metadata={"description": "per unit, not 0; negative for deductions"})
     cap = fields.Method("dump_cap", "load_cap", allow_none=True, load_default=None,
                         metadata={"description": "{count, period: month|quarter|year} or null"})
@@ -219,7 +228,7 @@ class RuleSchema(Schema):
 
 
 class CapSchema(Schema):
-    count = StrictInteger(required=True, validate=validate.Range(min=1, max=100))
+    count = StrictInteger(required=True, validate=Between(min=1, max=100))
     period = fields.String(required=True, validate=validate.OneOf(["month", "quarter", "year"]))
 
 
@@ -227,7 +236,7 @@ class RulePatchSchema(Schema):
     category = fields.String(validate=validate.OneOf(
         ["hygiene", "custom", "volunteer", "elders", "law", "enterprise", "deduction"]))
     title = fields.String(validate=validate.Length(min=1, max=64))
-    points = StrictInteger(validate=validate.Range(min=-1000, max=1000))
+    points = StrictInteger(validate=Between(min=-1000, max=1000))
     cap = fields.Raw(allow_none=True)
     photo_required = StrictBoolean()
     veto = StrictBoolean()
@@ -249,7 +258,7 @@ class RuleListSchema(Schema):
 class AwardCreateSchema(Schema):
     household_id = StrictInteger(required=True, validate=validate.Range(min=1, max=ID_MAX))
     rule_id = StrictInteger(required=True, validate=validate.Range(min=1, max=ID_MAX))
-    quantity = StrictInteger(load_default=1, validate=validate.Range(min=1, max=50))
+    quantity = StrictInteger(load_default=1, validate=Between(min=1, max=50))
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
     occurred_on = fields.Date(load_default=None, allow_none=True)
 
@@ -260,7 +269,7 @@ class AwardFormSchema(AwardCreateSchema):
 
     household_id = fields.Integer(required=True, validate=validate.Range(min=1, max=ID_MAX))
     rule_id = fields.Integer(required=True, validate=validate.Range(min=1, max=ID_MAX))
-    quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=50))
+    quantity = fields.Integer(load_default=1, validate=Between(min=1, max=50))
 
 
 class ReviewBatchSchema(Schema):
@@ -332,9 +341,9 @@ class TransferSchema(Schema):
 
 
 class VillagePatchSchema(Schema):
-    notice_days = StrictInteger(validate=validate.Range(min=0, max=30))
-    code_ttl_seconds = StrictInteger(validate=validate.Range(min=30, max=3600))
-    approval_threshold = StrictInteger(validate=validate.Range(min=0, max=10000))
+    notice_days = StrictInteger(validate=Between(min=0, max=30))
+    code_ttl_seconds = StrictInteger(validate=Between(min=30, max=3600))
+    approval_threshold = StrictInteger(validate=Between(min=0, max=10000))
     star_thresholds = fields.List(StrictInteger(validate=validate.Range(min=1, max=1_000_000)),
                                   validate=lambda v: len(v) in (5, 10) or _star_count_error(),
                                   metadata={"description": "ascending: 5 thresholds, or 10 for 十星"})

@@ -254,7 +254,7 @@ def preview(store_id):
 @token_required
 @throttle.code_lookup
 @doc("Redeem: consume the code, take stock, debit the household, credit the store, all at once "
-     "(clerk of the store). 409 code_used/code_expired; 422 insufficient_points/out_of_stock; 404 unknown code",
+     "(clerk of the store). 409 code_used/code_expired/code_replaced; 422 insufficient_points/out_of_stock; 404 unknown code",
      request=RedemptionRequestSchema, response=RedemptionSchema, status=201, errors=(403, 404, 409, 429),
      idempotent=True)
 @idempotent_api(required=True)

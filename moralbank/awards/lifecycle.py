@@ -22,7 +22,7 @@ from sqlalchemy import select
 from .. import labels, periods
 from ..audit.service import record as audit
 from ..database import require_write_transaction, utcnow, write_transaction
-from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from ..errors import Conflict, DomainError, Forbidden, Invalid, NotFound, range_words
 from ..extensions import db
 from ..i18n import N_
 from ..people import access, kinships
@@ -48,6 +48,8 @@ class Proposal:
     note: str | None = None
     occurred_on: date | None = None
     photo: bytes | None = None
+    #: a photo already kept (``photos.keep_photo``; the inspection sheet's), instead of ``photo``
+    photo_path: str | None = None
 
 
 def _authorise_proposal(actor: User, household: Household, rule: Rule) -> str:
@@ -88,7 +90,8 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
                       fields={"rule_id": [_("已停用")]})
     quantity = proposal.quantity
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
-        raise Invalid(_("数量应为 1 到 %(n)s", n=MAX_QUANTITY), fields={"quantity": [_("超出范围")]})
+        words = range_words(1, MAX_QUANTITY)
+        raise Invalid(_("「次数」%(words)s", words=words), fields={"quantity": [words]})
     today = periods.today()
     occurred_on = proposal.occurred_on or today
     if occurred_on > today:
@@ -98,12 +101,12 @@ def propose(actor: User, proposal: Proposal, *, audit_action: str = "award.propo
     note = (proposal.note or "").strip() or None
     if note and len(note) > 500:
         raise Invalid(_("说明最多 500 字"), fields={"note": [_("太长")]})
-    if rule.photo_required and not proposal.photo:
+    if rule.photo_required and not (proposal.photo or proposal.photo_path):
         raise Invalid(_("「%(title)s」需要上传照片作为证据", title=rule.title), code="photo_required",
                       fields={"photo": [_("必须上传照片")]})
     check_cap(household, rule, occurred_on, quantity)
-    photo_path = None
-    if proposal.photo:
+    photo_path = proposal.photo_path
+    if proposal.photo and not photo_path:
         from .photos import store_photo
         photo_path = store_photo(proposal.photo, household.village_id)
     award = Award(village_id=household.village_id, household_id=household.id, rule_id=rule.id, quantity=quantity,
@@ -124,6 +127,7 @@ def propose_batch(actor: User, proposals: list[tuple[str, Proposal]]) -> list[Aw
     if not proposals:
         raise Invalid(_("评分表是空的：请至少给一户打分"), code="empty_sheet")
     problems: dict[str, list[str]] = {}
+    rows: dict[str, list[DomainError]] = {}
     awards: list[Award] = []
     with write_transaction():
         for label, proposal in proposals:
@@ -134,9 +138,12 @@ def propose_batch(actor: User, proposals: list[tuple[str, Proposal]]) -> list[Aw
             except (Invalid, Forbidden, NotFound) as error:
                 savepoint.rollback()
                 problems.setdefault(label, []).append(error.message)
+                rows.setdefault(label, []).append(error)
         if problems:
-            raise Invalid(_("评分表有 %(n)s 行有问题，整张表没有提交", n=len(problems)), code="sheet_rejected",
-                          fields=problems)
+            refused = Invalid(_("评分表有 %(n)s 行有问题，整张表没有提交", n=len(problems)), code="sheet_rejected",
+                              fields=problems)
+            refused.rows = rows  # each row's errors with their fields, for a page that shows them in place
+            raise refused
     return awards
 
 

@@ -186,3 +186,19 @@ class Objection(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EvidencePhoto(db.Model):
+    """A photo kept the moment a grid manager took it on the inspection sheet, before the sheet is
+    filed: the form carries its id, so a sheet sent back for one wrong row loses no photo. Filing
+    the sheet copies its path onto the awards of that household's row."""
+
+    __tablename__ = "evidence_photos"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    #: who took it; only they may attach it to a sheet or see it before it is filed
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: stored photo (relative path under the upload folder), as ``Award.photo_path``
+    path: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,8 +16,11 @@ from flask import current_app
 from flask_babel import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..database import require_write_transaction
 from ..errors import Invalid
 from ..extensions import db
+from ..people import access
+from .models import EvidencePhoto
 
 MAX_SIDE = 1600
 THUMB_SIDE = 320
@@ -70,3 +73,26 @@ def store_photo(data: bytes, village_id: int) -> str:
 def photo_file(relative: str, thumb: bool = False) -> Path:
     path = upload_root() / relative
     return path.with_name(path.stem + "_t.jpg") if thumb else path
+
+
+# --- photos kept before the sheet is filed ---------------------------------------------------
+
+def keep_photo(actor, village, data: bytes):
+    """Store a photo the moment it is taken on the inspection sheet (its own transaction, so a sheet
+    refused later keeps it) and return its ``EvidencePhoto``; the page holds its id."""
+    require_write_transaction()
+    access.require(access.is_committee(actor, village) or bool(access.grid_hamlet_ids(actor, village)),
+                   _("只有网格员和村委会可以上传评分照片"))
+    photo = EvidencePhoto(village_id=village.id, uploaded_by_id=actor.id, path=store_photo(data, village.id))
+    db.session.add(photo)
+    db.session.flush()
+    return photo
+
+
+def held_photo(actor, village_id: int, photo_id: int):
+    """A kept photo the sheet's form names: only the one who took it, in that village; else a
+    readable refusal (the row asks for the photo again)."""
+    photo = db.session.get(EvidencePhoto, photo_id)
+    if photo is None or photo.uploaded_by_id != actor.id or photo.village_id != village_id:
+        raise Invalid(_("这张照片找不到了，请重新拍照"), code="bad_photo", fields={"photo": [_("请重新拍照")]})
+    return photo

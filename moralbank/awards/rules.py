@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from .. import periods
 from ..audit.service import record as audit
-from ..errors import Conflict, Invalid
+from ..errors import Conflict, Invalid, range_words
 from ..extensions import db
 from ..i18n import N_
 from ..ledger.models import Transfer
@@ -26,20 +26,35 @@ from .models import CAP_PERIODS, CATEGORIES, Award, AwardStatus, Rule, RuleStatu
 RULE_FIELDS = ("category", "title", "points", "cap_count", "cap_period", "photo_required", "veto")
 
 
+#: the largest number of points one rule may give or take
+MAX_POINTS = 1000
+#: the most awards a cap may allow in its period
+MAX_CAP = 100
+
+
 def _check_rule_fields(category: str, title: str, points, cap_count, cap_period, veto=False) -> str:
+    """Refuse a rule the catalogue cannot hold, naming each field as the rule form labels it and
+    saying what it accepts (the API shows the same words)."""
     if category not in CATEGORIES:
-        raise Invalid(_("未知类别"), fields={"category": [", ".join(CATEGORIES)]})
+        labels = "、".join(_(label) for label in CATEGORIES.values())
+        raise Invalid(_("「类别」请从这些里选：%(labels)s", labels=labels),
+                      fields={"category": [_("请从这些里选：%(labels)s", labels=labels)]})
     title = (title or "").strip()
     if not title or len(title) > 64:
-        raise Invalid(_("请填写名称（最多 64 字）"), fields={"title": [_("必填")]})
-    if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(points) > 1000:
-        raise Invalid(_("分值必须是非零整数"), fields={"points": [_("非零整数，绝对值不超过 1000")]})
+        raise Invalid(_("「名称」必填，最多 64 字"), fields={"title": [_("必填，最多 64 字")]})
+    if isinstance(points, bool) or not isinstance(points, int) or points == 0 or abs(points) > MAX_POINTS:
+        words = _("要填 %(low)s 到 %(high)s 之间、不为 0 的整数（扣分填负数）", low=-MAX_POINTS, high=MAX_POINTS)
+        raise Invalid(_("「分值」%(words)s", words=words), fields={"points": [words]})
     if (category == "deduction") != (points < 0):
-        raise Invalid(_("扣分项的分值应为负数，其他类别为正数"), fields={"points": [_("正负号与类别不符")]})
-    if (cap_count is None) != (cap_period is None) or (cap_period and cap_period not in CAP_PERIODS) \
-            or (cap_count is not None and (isinstance(cap_count, bool) or not isinstance(cap_count, int)
-                                           or not 0 < cap_count <= 100)):
-        raise Invalid(_("上限需要次数和周期（月/季/年）"), fields={"cap": [_("次数和周期一起填")]})
+        words = _("扣分类填负数，其他类别填正数")
+        raise Invalid(_("「分值」%(words)s", words=words), fields={"points": [words]})
+    if (cap_count is None) != (cap_period is None) or (cap_period and cap_period not in CAP_PERIODS):
+        words = _("「上限次数」和「上限周期」（每月、每季度、每年）要一起填，或者都不填")
+        raise Invalid(words, fields={"cap": [words]})
+    if cap_count is not None and (isinstance(cap_count, bool) or not isinstance(cap_count, int)
+                                  or not 0 < cap_count <= MAX_CAP):
+        words = range_words(1, MAX_CAP)
+        raise Invalid(_("「上限次数」%(words)s", words=words), fields={"cap": [words]})
     if veto not in (True, False):
         raise Invalid(_("一票否决应为是或否"), fields={"veto": [_("是或否")]})
     if veto and points >= 0:

@@ -32,6 +32,9 @@ CARD_PIN_LIMIT = 5
 CARD_CODE_TTL = timedelta(minutes=10)
 #: how far back a replaced code's expiry is set: before its creation (lifetimes are at most an hour)
 ENDED_BACKDATE = timedelta(days=1)
+#: the least time a code the resident's page opens on has left (half the lifetime when that is shorter):
+#: a code about to run out is replaced rather than shown
+MIN_SHOWN_LEFT = timedelta(seconds=60)
 
 
 class CodeUsed(Conflict):
@@ -40,6 +43,11 @@ class CodeUsed(Conflict):
 
 class CodeExpired(Conflict):
     code = "code_expired"
+
+
+class CodeReplaced(Conflict):
+    """The household asked for a newer code, which ended this one (换一个码)."""
+    code = "code_replaced"
 
 
 class UnknownCode(NotFound):
@@ -154,17 +162,35 @@ def drawable_code(user: User, code: str) -> RedemptionCode:
     state = code_state(record)
     if state is CodeState.USED or record.card_id is not None:
         raise NotFound(_("这个付款码已经用过了"), code="code_used")
+    if state is CodeState.REPLACED:
+        raise NotFound(_("这个付款码已换成新的，请刷新"), code="code_replaced")
     if state is not CodeState.OPEN:
         raise NotFound(_("这个付款码已过期，请刷新"), code="code_expired")
     return record
 
 
 def latest_open_code(household_id: int) -> RedemptionCode | None:
-    """The household's newest code still usable (for the resident's page), if any."""
-    return db.session.scalar(select(RedemptionCode).where(
+    """The household's newest code worth showing on the resident's page, if any: open, and with at
+    least ``MIN_SHOWN_LEFT`` to go (or half its lifetime, for villages with codes shorter than two
+    minutes). None tells the page to mint a fresh one instead of opening on a code about to end."""
+    now = utcnow()
+    record = db.session.scalar(select(RedemptionCode).where(
         RedemptionCode.household_id == household_id, RedemptionCode.consumed_at.is_(None),
-        RedemptionCode.card_id.is_(None), RedemptionCode.expires_at > utcnow())
+        RedemptionCode.card_id.is_(None), RedemptionCode.expires_at > now)
         .order_by(RedemptionCode.id.desc()).limit(1))
+    if record is None:
+        return None
+    least = min(MIN_SHOWN_LEFT, (record.expires_at - record.created_at) / 2)
+    return record if record.expires_at - now >= least else None
+
+
+def paid_since(household_id: int, since: datetime) -> RedemptionCode | None:
+    """The household's newest code a shop took at or after ``since``, whichever code it was (the
+    resident's page polls this, so a code replaced on the screen after the clerk scanned it still
+    shows 已付款 once the clerk confirms)."""
+    return db.session.scalar(select(RedemptionCode).where(
+        RedemptionCode.household_id == household_id, RedemptionCode.consumed_at.is_not(None),
+        RedemptionCode.consumed_at >= since).order_by(RedemptionCode.consumed_at.desc()).limit(1))
 
 
 def find_code(store: Store, text: str) -> RedemptionCode:
@@ -190,7 +216,7 @@ def _check_usable(record: RedemptionCode) -> None:
     if state is CodeState.USED:
         raise CodeUsed(_("这个付款码已经用过了，请让村民刷新付款码"))
     if state is CodeState.REPLACED:
-        raise CodeExpired(_("这个付款码已作废：村民已换了新的付款码，请让村民出示最新的付款码"))
+        raise CodeReplaced(_("这个付款码已作废：村民已换了新的付款码，请让村民出示最新的付款码"))
     if state is CodeState.EXPIRED:
         raise CodeExpired(_("这个付款码已过期，请让村民刷新付款码"))
 

@@ -11,9 +11,10 @@ lives in the module of its responsibility:
 from __future__ import annotations
 
 from .catalogue import add_item, clerk_store, create_store, is_clerk_of, update_item, village_stores
-from .codes import (CARD_CODE_TTL, CARD_PIN_LIMIT, CODE_DIGITS, CodeExpired, CodeUsed, IssuedCode, UnknownCode,
+from .codes import (CARD_CODE_TTL, CARD_PIN_LIMIT, CODE_DIGITS, CodeExpired, CodeReplaced, CodeUsed,
+                    IssuedCode, UnknownCode,
                     card_for_token, code_state, code_token, drawable_code, find_code, household_code, issue_card,
-                    issue_code, latest_open_code, revoke_card, unlock_card)
+                    issue_code, latest_open_code, paid_since, revoke_card, unlock_card)
 from .models import CodeState
 from .redemptions import (MAX_REDEMPTION, OutOfStock, Preview, balance_after, balance_of, preview, redeem,
                           redeem_with_code)
@@ -21,9 +22,9 @@ from .settlements import Statement, settle, settlement_refusal, statement, unset
 
 __all__ = [
     "CARD_CODE_TTL", "CARD_PIN_LIMIT", "CODE_DIGITS", "MAX_REDEMPTION",
-    "CodeExpired", "CodeState", "CodeUsed", "IssuedCode", "OutOfStock", "Preview", "Statement", "UnknownCode",
+    "CodeExpired", "CodeReplaced", "CodeState", "CodeUsed", "IssuedCode", "OutOfStock", "Preview", "Statement", "UnknownCode",
     "add_item", "balance_after", "balance_of", "card_for_token", "clerk_store", "code_state", "code_token",
     "create_store", "drawable_code", "find_code", "household_code", "is_clerk_of", "issue_card", "issue_code",
-    "latest_open_code", "preview", "redeem", "redeem_with_code", "revoke_card", "settle", "settlement_refusal", "statement",
-    "unlock_card", "unsettled_months", "update_item", "village_stores",
+    "latest_open_code", "paid_since", "preview", "redeem", "redeem_with_code", "revoke_card", "settle",
+    "settlement_refusal", "statement", "unlock_card", "unsettled_months", "update_item", "village_stores",
 ]

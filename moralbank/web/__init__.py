@@ -88,7 +88,7 @@ def init_app(app) -> None:
     from ..api import errors as api_errors
     from . import awards, board, shop, views
     # Modules that add routes to the awards, board and shop blueprints: imported before registering them.
-    from . import committee, dashboards, meetings, offline, proposals, resident, store_admin  # noqa: F401
+    from . import committee, dashboards, meetings, offline, proposals, resident, sheet, store_admin  # noqa: F401
     from . import integrity  # noqa: F401
 
     app.register_blueprint(views.bp)

@@ -22,7 +22,7 @@ from ..i18n import N_
 from ..people import access, villages
 from ..people.models import Area, User
 from .awards import award_rows, bp
-from .forms import bounded_int, committee_village, form_int, form_ints, new_form_key, submit_once
+from .forms import bounded_int, committee_village, form_ints, new_form_key, submit_once
 
 
 # --- committee -------------------------------------------------------------------------------
@@ -67,20 +67,31 @@ def _village_rule(village: Area, rule_id: int) -> Rule:
     return access.get_or_404(Rule, rule_id, _("找不到这一项"), village_id=village.id)
 
 
+def _typed_number(text: str | None):
+    """A whole number where the text is one; anything else passed on as typed, so the catalogue's
+    own check names the field and its range in the form's words."""
+    text = (text or "").strip()
+    return int(text) if re.fullmatch(r"-?[0-9]{1,9}", text) else (text or None)
+
+
 def _rule_fields(form) -> dict:
-    cap_count = (form.get("cap_count") or "").strip()
+    cap_count = _typed_number(form.get("cap_count"))
     return {"category": form.get("category"), "title": form.get("title", ""),
-            "points": form_int(form.get("points"), "points", signed=True),
-            "cap_count": form_int(cap_count, "cap_count") if cap_count else None,
-            "cap_period": (form.get("cap_period") or None) if cap_count else None,
+            "points": _typed_number(form.get("points")) if (form.get("points") or "").strip() else "",
+            "cap_count": cap_count, "cap_period": form.get("cap_period") or None,
             "photo_required": bool(form.get("photo_required")), "veto": bool(form.get("veto"))}
 
 
-def _rules_page(village: Area, status: int = 200):
+def _rules_page(village: Area, status: int = 200, *, failed=None, problems: dict | None = None):
+    """The catalogue editor with the drafts waiting for a meeting; after a refusal, the form that
+    failed (``new`` or a rule id) shows what was typed, open, with each problem under its field, and
+    the page opens at it."""
     drafts = draft_rules(village)
     return render_template("awards/rules.html", village=village, rules=awards.active_rules(village),
                            drafts=drafts, changes={rule.id: draft_change(rule) for rule in drafts},
-                           categories=CATEGORIES, periods=CAP_PERIODS, form_key=new_form_key()), status
+                           categories=CATEGORIES, periods=CAP_PERIODS, form_key=new_form_key(),
+                           failed=failed, typed=request.form if failed else {},
+                           problems=problems or {}), status
 
 
 def _drafted(rule: Rule, done: str) -> str:
@@ -90,15 +101,15 @@ def _drafted(rule: Rule, done: str) -> str:
     return done
 
 
-def _rule_change(action_of):
+def _rule_change(action_of, failed):
     """Run one change of the catalogue once per form key; a refusal goes back to the page (422)
-    with its message."""
+    with the typed values and the problems next to their fields."""
     village = committee_village()
     try:
         return submit_once(action_of(village))
     except DomainError as error:
         flash(error.message, "error")
-        return _rules_page(village, 422)
+        return _rules_page(village, 422, failed=failed, problems=error.fields)
 
 
 @bp.get("/committee/rules")
@@ -117,10 +128,10 @@ def create_rule():
 
         def action():
             rule = awards.create_rule(village, actor=current_user, **fields)
-            return {"redirect": url_for("awards.rules"),
+            return {"redirect": url_for("awards.rules", _anchor="top"),
                     "message": _drafted(rule, _("已添加「%(title)s」", title=rule.title))}
         return action
-    return _rule_change(action_of)
+    return _rule_change(action_of, "new")
 
 
 @bp.post("/committee/rules/<int:rule_id>/revise")
@@ -132,11 +143,11 @@ def revise_rule(rule_id):
 
         def action():
             rule = awards.revise_rule(_village_rule(village, rule_id), actor=current_user, **fields)
-            return {"redirect": url_for("awards.rules"),
+            return {"redirect": url_for("awards.rules", _anchor="top"),
                     "message": _drafted(rule, _("已修改「%(title)s」（第 %(v)s 版；以前的记录分值不变）",
                                                 title=rule.title, v=rule.version))}
         return action
-    return _rule_change(action_of)
+    return _rule_change(action_of, rule_id)
 
 
 @bp.post("/committee/rules/<int:rule_id>/retire")
@@ -147,10 +158,10 @@ def retire_rule(rule_id):
         def action():
             rule = _village_rule(village, rule_id)
             changed = awards.retire_rule(rule, actor=current_user)
-            return {"redirect": url_for("awards.rules"),
+            return {"redirect": url_for("awards.rules", _anchor="top"),
                     "message": _drafted(changed, _("已停用「%(title)s」", title=rule.title))}
         return action
-    return _rule_change(action_of)
+    return _rule_change(action_of, rule_id)
 
 
 #: entries of the audit log on one page

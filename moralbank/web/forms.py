@@ -9,7 +9,7 @@ from flask import abort, flash, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from ..errors import Invalid
+from ..errors import Invalid, range_words
 from ..idempotency import request_body, run_once
 from ..people import access
 from ..people.models import Area, Household
@@ -31,12 +31,31 @@ def bounded_int(text) -> int:
     return int(str(text).strip())
 
 
-def form_int(text, field: str, *, signed: bool = False) -> int:
-    """A whole number from a form field, or a readable 422 naming the field."""
+def _whole(text, signed: bool = False) -> int | None:
     value = "" if text is None else str(text).strip()
     if not (_SIGNED if signed else _NUMBER).fullmatch(value) or abs(int(value)) > MAX_ID:
-        raise Invalid(_("「%(field)s」要填整数", field=field), fields={field: [_("格式不对")]})
+        return None
     return int(value)
+
+
+def form_int(text, field: str, label: str | None = None, *, low: int | None = None, high: int | None = None,
+             signed: bool | None = None) -> int:
+    """A whole number from a form field, or a readable 422 that names the field as the page labels it
+    (``label``) and says the allowed range; ``fields`` is keyed by the field's name, so the page shows
+    the message next to it."""
+    number = _whole(text, signed if signed is not None else (low is not None and low < 0))
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        words = range_words(low, high)
+        raise Invalid(_("「%(field)s」%(words)s", field=label or field, words=words), fields={field: [words]})
+    return number
+
+
+def form_choice(text, field: str, label: str) -> int:
+    """The id picked in a select (household, rule, item), or a readable 422 asking to pick one."""
+    number = _whole(text)
+    if number is None:
+        raise Invalid(_("请选择「%(field)s」", field=label), fields={field: [_("请选择")]})
+    return number
 
 
 def form_ints(values) -> list[int]:

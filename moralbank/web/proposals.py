@@ -1,10 +1,10 @@
-"""Pages that propose awards: the grid manager's hamlets, one award, the monthly inspection
-sheet, and a resident's declaration of a good deed (routes of the ``awards`` blueprint)."""
+"""Pages that propose awards: the grid manager's hamlets, one award, and a resident's declaration
+of a good deed (routes of the ``awards`` blueprint; the inspection sheet is ``web.sheet``)."""
 from __future__ import annotations
 
 from datetime import date
 
-from flask import abort, flash, render_template, request, url_for
+from flask import flash, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -16,11 +16,11 @@ from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident
 from .awards import bp
-from .forms import (bounded_int, form_int, form_ints, grid_village, new_form_key, resident_household,
+from .forms import (bounded_int, form_choice, form_int, grid_village, new_form_key, resident_household,
                     submit_once)
 
 
-def _households(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]:
+def households_of(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]:
     """Households with their head's name, for pickers and sheets."""
     query = (select(Household.id, Household.number, Household.hamlet_id, Resident.name)
              .outerjoin(Resident, (Resident.household_id == Household.id) & Resident.is_head.is_(True))
@@ -30,7 +30,8 @@ def _households(village: Area, hamlet_ids: set[int] | None = None) -> list[dict]
     return [{"id": i, "number": n, "hamlet_id": h, "head": head or ""} for i, n, h, head in db.session.execute(query)]
 
 
-def _parse_date(text: str | None) -> date | None:
+def parse_day(text: str | None) -> date | None:
+    """A date typed as 2026-11-28 (the date pickers' format), or a readable 422 naming the field."""
     if not text:
         return None
     try:
@@ -50,7 +51,7 @@ def grid_home():
     village = grid_village()
     hamlet_ids = access.hamlet_scope(current_user, village)
     hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
-    households = _households(village, hamlet_ids)
+    households = households_of(village, hamlet_ids)
     from ..rankings.households import household_page
     summaries = {item["id"]: item for item in household_page(village, hamlet_ids=hamlet_ids, limit=1000)[0]}
     by_hamlet = {h.id: [dict(hh, **summaries.get(hh["id"], {})) for hh in households if hh["hamlet_id"] == h.id]
@@ -64,17 +65,19 @@ def propose():
     """Propose one award (grid manager, committee) with an optional photo."""
     village = grid_village()
     hamlet_ids = access.hamlet_scope(current_user, village)
-    households = _households(village, hamlet_ids)
+    households = households_of(village, hamlet_ids)
     rules = awards.active_rules(village)
     status = 200
+    problems: dict = {}
     if request.method == "POST":
         try:
             upload = request.files.get("photo")
             proposal = awards.Proposal(
-                household_id=form_int(request.form.get("household_id"), "household_id"),
-                rule_id=form_int(request.form.get("rule_id"), "rule_id"),
-                quantity=form_int(request.form.get("quantity") or 1, "quantity"),
-                note=request.form.get("note"), occurred_on=_parse_date(request.form.get("occurred_on")),
+                household_id=form_choice(request.form.get("household_id"), "household_id", _("哪一户")),
+                rule_id=form_choice(request.form.get("rule_id"), "rule_id", _("哪一项")),
+                quantity=form_int(request.form.get("quantity") or 1, "quantity", _("次数"), low=1,
+                                  high=awards.MAX_QUANTITY),
+                note=request.form.get("note"), occurred_on=parse_day(request.form.get("occurred_on")),
                 photo=upload.read() if upload and upload.filename else None)
 
             def action():
@@ -86,59 +89,10 @@ def propose():
         except DomainError as error:
             flash(error.message, "error")
             status = error.status
-    return render_template("awards/propose.html", village=village, households=households, rules=rules,
-                           form_key=new_form_key(), form=request.form, today=periods.today(),
-                           selected=request.args.get("household", type=bounded_int)), status
-
-
-@bp.route("/grid/sheet", methods=["GET", "POST"])
-@login_required
-def sheet():
-    """The monthly inspection sheet (评分表): households of a hamlet × chosen rules, submitted as one batch."""
-    village = grid_village()
-    hamlet_ids = access.hamlet_scope(current_user, village)
-    hamlets = [h for h in village.children if hamlet_ids is None or h.id in hamlet_ids]
-    if not hamlets:
-        abort(403)
-    hamlet_id = request.values.get("hamlet", type=bounded_int) or hamlets[0].id
-    hamlet = next((h for h in hamlets if h.id == hamlet_id), None)
-    if hamlet is None:
-        abort(403)
-    all_rules = [rule for rule in awards.active_rules(village)]
-    chosen_ids = form_ints(request.values.getlist("rules"))
-    if not chosen_ids:
-        chosen_ids = [rule.id for rule in all_rules if rule.category == "hygiene"][:4]
-    chosen = [rule for rule in all_rules if rule.id in chosen_ids]
-    households = _households(village, {hamlet.id})
-    status = 200
-    problems: dict = {}
-    if request.method == "POST":
-        occurred_on = None
-        try:
-            occurred_on = _parse_date(request.form.get("occurred_on"))
-            rows = []
-            for household in households:
-                photo = request.files.get(f"photo-{household['id']}")
-                data = photo.read() if photo and photo.filename else None
-                for rule in chosen:
-                    if request.form.get(f"cell-{household['id']}-{rule.id}"):
-                        label = f"{household['number']} {household['head']} · {rule.title}"
-                        rows.append((label, awards.Proposal(household_id=household["id"], rule_id=rule.id,
-                                                            occurred_on=occurred_on, photo=data)))
-
-            def action():
-                created = awards.propose_batch(current_user, rows)
-                return {"redirect": url_for("awards.sheet", hamlet=hamlet.id, rules=chosen_ids),
-                        "message": _("评分表已提交：%(n)s 条记录等待村委会审核", n=len(created))}
-            return submit_once(action)
-        except DomainError as error:
-            flash(error.message, "error")
             problems = error.fields
-            status = error.status
-    return render_template("awards/sheet.html", village=village, hamlets=hamlets, hamlet=hamlet,
-                           all_rules=all_rules, chosen=chosen, households=households, problems=problems,
-                           bad_numbers={label.split(" ", 1)[0] for label in problems},
-                           form_key=new_form_key(), form=request.form, today=periods.today()), status
+    return render_template("awards/propose.html", village=village, households=households, rules=rules,
+                           form_key=new_form_key(), form=request.form, today=periods.today(), problems=problems,
+                           selected=request.args.get("household", type=bounded_int)), status
 
 
 # --- resident --------------------------------------------------------------------------------
@@ -151,13 +105,14 @@ def declare():
     village = db.session.get(Area, household.village_id)
     rules = [rule for rule in awards.active_rules(village) if rule.points > 0]
     status = 200
+    problems: dict = {}
     if request.method == "POST":
         try:
             upload = request.files.get("photo")
             proposal = awards.Proposal(household_id=household.id,
-                                       rule_id=form_int(request.form.get("rule_id"), "rule_id"),
+                                       rule_id=form_choice(request.form.get("rule_id"), "rule_id", _("哪一项")),
                                        note=request.form.get("note"),
-                                       occurred_on=_parse_date(request.form.get("occurred_on")),
+                                       occurred_on=parse_day(request.form.get("occurred_on")),
                                        photo=upload.read() if upload and upload.filename else None)
 
             def action():
@@ -168,5 +123,6 @@ def declare():
         except DomainError as error:
             flash(error.message, "error")
             status = error.status
+            problems = error.fields
     return render_template("awards/declare.html", household=household, rules=rules, form_key=new_form_key(),
-                           form=request.form, today=periods.today()), status
+                           form=request.form, today=periods.today(), problems=problems), status

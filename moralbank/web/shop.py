@@ -4,10 +4,12 @@ statements and cards are in ``web.store_admin``, on this same blueprint."""
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file,
                    url_for)
 from flask_babel import gettext as _
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -37,13 +39,29 @@ def _code_view(record: RedemptionCode) -> dict:
             "status": url_for("shop.pay_status", code=record.code)}
 
 
+@throttle.code_mint
+def _mint_for_page() -> RedemptionCode:
+    """A fresh code for the page that opens on none (the household's minting budget counts it)."""
+    with write_transaction():
+        return stores.issue_code(current_user).record
+
+
 @bp.get("/me/pay")
 @login_required
 def pay():
-    """我的付款码: a big QR and the number; JavaScript refreshes it before it expires."""
+    """我的付款码: a big QR and the number; JavaScript refreshes it before it expires. The page never
+    opens on a code about to end: it mints a fresh one (within the household's minting budget; past
+    it the page offers the button)."""
     household = resident_household()
+    opened = utcnow()
     record = stores.latest_open_code(household.id)
+    if record is None:
+        try:
+            record = _mint_for_page()
+        except RateLimitExceeded:
+            flash(_("付款码换得太频繁，请稍等一分钟再点“显示付款码”"), "error")
     return render_template("shop/pay.html", code=_code_view(record) if record else None,
+                           status_url=url_for("shop.pay_status_household", since=int(opened.timestamp())),
                            balance=max(stores.balance_of(household.id), 0), form_key=new_form_key())
 
 
@@ -51,7 +69,8 @@ def pay():
 @login_required
 @throttle.code_mint
 def new_code():
-    """A new code (the page's button, or its script shortly before the old one expires)."""
+    """A new code (换一个码, or the page's script shortly before the old one expires); it ends the
+    household's previous code."""
     resident_household()
     with write_transaction():
         issued = stores.issue_code(current_user)
@@ -70,17 +89,35 @@ def pay_qr(code):
     return response
 
 
+def _paid_body(household: Household, record: RedemptionCode | None) -> dict:
+    body = {"used": record is not None, "balance": max(stores.balance_of(household.id), 0)}
+    if record is not None:
+        body["spent"] = db.session.scalar(select(Redemption.points).where(Redemption.code_id == record.id))
+    return body
+
+
+@bp.get("/me/pay/status")
+@login_required
+def pay_status_household():
+    """Polled by the code page: has a shop taken any of the household's codes since the page opened
+    (``since``, Unix seconds)? The page swaps codes as they run out or on 换一个码, and the clerk may
+    have scanned any of them, so it asks by household, not by code."""
+    household = resident_household()
+    since = request.args.get("since", type=bounded_int)
+    if since is None:
+        abort(400)
+    opened = datetime.fromtimestamp(since, timezone.utc)
+    return jsonify(_paid_body(household, stores.paid_since(household.id, opened)))
+
+
 @bp.get("/me/pay/status/<code>")
 @login_required
 def pay_status(code):
-    """Polled by the code page: has the shop taken the code? The new balance if so."""
+    """One code's state (kept for pages opened before the household-wide poll)."""
     household = resident_household()
     record = stores.household_code(current_user, code)
-    body = {"used": record.consumed_at is not None, "expired": record.expires_at <= utcnow(),
-            "balance": max(stores.balance_of(household.id), 0)}
-    if record.consumed_at is not None:
-        spent = db.session.scalar(select(Redemption.points).where(Redemption.code_id == record.id))
-        body["spent"] = spent
+    body = _paid_body(household, record if record.consumed_at is not None else None)
+    body["expired"] = record.expires_at <= utcnow()
     return jsonify(body)
 
 
@@ -111,6 +148,29 @@ def _redemption_rows(items) -> list[dict]:
     return [{"r": r, "who": mask_name(heads.get(r.household_id, ""))} for r in items]
 
 
+#: refusals that are about the code itself: the clerk goes back to the number box
+CODE_REFUSALS = ("code_used", "code_expired", "code_replaced", "unknown_code")
+
+
+def _typed_number(text: str) -> str:
+    """What the clerk typed in the 8-digit box, to show again; a token from a scanned QR was never
+    typed, so the box stays empty rather than holding 32 characters."""
+    return text if text and len(text) <= 12 and text.replace(" ", "").replace("-", "").isdigit() else ""
+
+
+def _code_refused(store: Store, text: str, error: DomainError):
+    flash(error.message, "error")
+    return render_template("shop/home.html", store=store, recent=[], typed=_typed_number(text),
+                           secure=False), error.status
+
+
+def _cart_page(store: Store, text: str, seen, *, typed=None, problems=None, status: int = 200):
+    items = db.session.scalars(select(Item).where(Item.store_id == store.id, Item.active.is_(True))
+                               .order_by(Item.id)).all()
+    return render_template("shop/redeem.html", store=store, seen=seen, items=items, code_text=text,
+                           form_key=new_form_key(), typed=typed or {}, problems=problems or {}), status
+
+
 @bp.get("/shop/redeem")
 @login_required
 @throttle.code_lookup
@@ -123,31 +183,43 @@ def redeem_page():
     try:
         seen = stores.preview(current_user, store, text)
     except DomainError as error:
-        flash(error.message, "error")
-        return render_template("shop/home.html", store=store, recent=[], typed=text,
-                               secure=False), error.status
-    items = db.session.scalars(select(Item).where(Item.store_id == store.id, Item.active.is_(True))
-                               .order_by(Item.id)).all()
-    return render_template("shop/redeem.html", store=store, seen=seen, items=items, code_text=text,
-                           form_key=new_form_key())
+        return _code_refused(store, text, error)
+    return _cart_page(store, text, seen)
+
+
+def _cart_problems(error: DomainError, items_by_name: dict[str, int]) -> dict[str, list[str]]:
+    """Where on the cart page a refusal belongs: an item's quantity box, the points box, or the total."""
+    problems: dict[str, list[str]] = {}
+    for key, messages in (error.fields or {}).items():
+        if key.startswith("item-") or key == "points":
+            problems.setdefault(key, []).extend(messages)
+        elif key == "items" and error.code == "out_of_stock":
+            for name in messages:
+                if name in items_by_name:
+                    problems.setdefault(f"item-{items_by_name[name]}", []).append(_("库存不足"))
+    problems.setdefault("total", []).append(error.message)
+    return problems
 
 
 @bp.post("/shop/redeem")
 @login_required
 @throttle.code_lookup
 def redeem():
-    """Confirm: the one atomic redemption; then the receipt."""
+    """Confirm: the one atomic redemption; then the receipt. A refusal of the code goes back to the
+    number box; any other comes back to the cart as the clerk filled it, the problem by its field."""
     store = _my_store()
     text = request.form.get("code", "")
+    typed = {key: value for key, value in request.form.items() if key.startswith("item-") or key == "points"}
     try:
         cart = []
-        for key, value in request.form.items():
+        for key, value in typed.items():
             if key.startswith("item-") and value.strip():
-                quantity = form_int(value, _("数量"))
+                quantity = form_int(value, key, _("数量"), low=0)
                 if quantity > 0:
                     cart.append((form_int(key[5:], "item"), quantity))
-        points_text = request.form.get("points", "").strip()
-        points = form_int(points_text, _("积分")) if points_text else None
+        points_text = typed.get("points", "").strip()
+        points = form_int(points_text, "points", _("或者直接填积分"), low=0,
+                          high=stores.MAX_REDEMPTION) if points_text else None
         points = points if points else None
 
         def action():
@@ -156,11 +228,17 @@ def redeem():
                     "message": _("兑换成功：%(n)s 分", n=redemption.points)}
         return submit_once(action)
     except DomainError as error:
-        flash(error.message, "error")
-        if error.code in ("code_used", "code_expired", "unknown_code"):
-            return redirect(url_for("shop.shop_home"))
-        return redirect(url_for("shop.redeem_page", code=text) if text.isdigit()
-                        else url_for("shop.redeem_page", t=text))
+        if error.code in CODE_REFUSALS:
+            return _code_refused(store, text, error)
+        refusal = error
+    try:
+        seen = stores.preview(current_user, store, text)
+    except DomainError as error:
+        return _code_refused(store, text, error)
+    names = dict(db.session.execute(select(Item.name, Item.id).where(Item.store_id == store.id)).all())
+    flash(refusal.message, "error")
+    return _cart_page(store, text, seen, typed=typed, problems=_cart_problems(refusal, names),
+                      status=refusal.status if refusal.status >= 400 else 422)
 
 
 @bp.get("/shop/receipts/<int:redemption_id>")

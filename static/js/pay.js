@@ -1,10 +1,13 @@
-// 我的付款码: count down, fetch a fresh code before the old one expires, and notice when the shop took it.
+// 我的付款码: count down, fetch a fresh code as the old one runs out, and notice when a shop took any of the
+// household's codes since the page opened (the poll asks by household: the code on the screen may have
+// changed after the clerk scanned it).
 (function () {
   "use strict";
   var box = document.getElementById("pay");
   if (!box) { return; }
   var left = parseInt(box.dataset.secondsLeft || "0", 10);
-  var statusUrl = box.dataset.statusUrl || null;
+  var statusUrl = box.dataset.statusUrl;
+  var hasCode = box.dataset.hasCode === "1";
   var finished = false;
 
   function show(id, visible) { document.getElementById(id).hidden = !visible; }
@@ -19,7 +22,6 @@
       .then(function (code) {
         document.getElementById("qr").src = code.qr;
         document.getElementById("digits").textContent = code.pretty;
-        statusUrl = code.status;
         left = code.seconds_left;
         show("code-area", true);
         render();
@@ -41,12 +43,14 @@
       })
       .catch(function () {});
   }
-  if (!statusUrl) { fresh(); }
+  if (!hasCode) { fresh(); }
   window.setInterval(function () {
     if (finished) { return; }
     left -= 1;
     render();
-    if (left <= 15) { fresh(); left = 9999; }
+    // A new code ends the old one, so swap only as it runs out: a clerk who is still filling the cart
+    // with the old number keeps it to its last seconds.
+    if (left <= 3) { fresh(); left = 9999; }
   }, 1000);
   window.setInterval(poll, 2000);
 })();
