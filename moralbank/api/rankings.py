@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import g, jsonify, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 
-from .. import periods
+from .. import edge, periods
 from ..database import write_transaction
 from ..errors import NotFound
 from ..extensions import db
@@ -13,6 +14,7 @@ from ..people import access
 from ..people.models import Area
 from ..people.service import village_by_code
 from ..rankings import service as rankings
+from ..rankings import versions
 from ..rankings.models import RankingSnapshot
 from . import bp
 from . import schemas as s
@@ -117,15 +119,20 @@ def hamlet_id_of(village: Area, text: str | None) -> int | None:
      response=RankingSchema, errors=(404, 422), public=True, query=RankingArgsSchema)
 def get_ranking():
     args = RankingArgsSchema().load(request.args)
-    village = village_by_code(args["village"])
+    # A conditional GET: the village's board version is the ETag (see web.board.public_board).
+    village, version, _notices = versions.board_state(args["village"])
+    etag = versions.board_etag(village, version, get_locale())
+    unchanged = edge.not_modified(etag, public=True)
+    if unchanged is not None:
+        return unchanged
     hamlet_id = hamlet_id_of(village, args["hamlet"])
     lines = rankings.ranking(village, args["period"], hamlet_id=hamlet_id, limit=args["limit"] + 1,
                              offset=args["offset"])
     more = len(lines) > args["limit"]
-    return jsonify(RankingSchema().dump({
+    return edge.cache_headers(jsonify(RankingSchema().dump({
         "village": village.code, "period": args["period"], "hamlet": args["hamlet"],
         "items": [line.__dict__ for line in lines[:args["limit"]]],
-        "next": str(args["offset"] + args["limit"]) if more else None}))
+        "next": str(args["offset"] + args["limit"]) if more else None})), etag, public=True)
 
 
 def _snapshot_body(snapshot: RankingSnapshot, village: Area) -> dict:

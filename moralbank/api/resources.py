@@ -6,6 +6,7 @@ from functools import wraps
 from flask import g, jsonify, request
 from flask_babel import gettext as _
 
+from ..database import reads_before_write
 from ..errors import DomainError, NotFound
 from ..extensions import db
 from ..people import access, villages
@@ -38,6 +39,8 @@ def token_required(view):
     """The request must carry a valid bearer token; its user is ``g.api_user``."""
     @wraps(view)
     def wrapper(*args, **kwargs):
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            reads_before_write()
         user, token = user_from_bearer()
         if user is None:
             raise Unauthorized(_("请先登录：缺少或无效的令牌"))

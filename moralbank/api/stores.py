@@ -8,7 +8,8 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from .. import periods, throttle
-from ..database import write_transaction
+from ..database import keep_loaded, write_transaction
+from ..errors import NotFound
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..pagination import keyset_page, page_body
@@ -257,14 +258,25 @@ def preview(store_id):
      "(clerk of the store). 409 code_used/code_expired; 422 insufficient_points/out_of_stock; 404 unknown code",
      request=RedemptionRequestSchema, response=RedemptionSchema, status=201, errors=(403, 404, 409, 429),
      idempotent=True)
-@idempotent_api(required=True)
-def redeem(store_id):
-    store = _store(store_id)
-    data = load_json(RedemptionRequestSchema())
-    redemption = stores.redeem_with_code(g.api_user, store, data["code"],
+@idempotent_api(required=True, prepare=lambda store_id: _redemption_found(store_id))
+def redeem(store_id, prepared):
+    data, found = prepared
+    if found.store is None:
+        raise NotFound(_("找不到这个商店"))
+    redemption = stores.redeem_with_code(g.api_user, found.store, data["code"],
                                          items=[(line["item_id"], line["quantity"]) for line in data["items"]],
-                                         points=data["points"])
+                                         points=data["points"], found=found)
     return redemption_body(redemption), 201
+
+
+def _redemption_found(store_id: int):
+    """The request's body and what the redemption acts on, read before the write transaction."""
+    data = load_json(RedemptionRequestSchema())
+    found = stores.find_for_redemption(store_id, data["code"], [line["item_id"] for line in data["items"]])
+    # Not expired when the read ends and the write begins: the write checks again what it relies on.
+    keep_loaded(*(obj for obj in (found.store, found.store_account, found.code, found.household,
+                                  found.household_account, *found.items.values()) if obj is not None))
+    return data, found
 
 
 @bp.get("/stores/<int:store_id>/redemptions")

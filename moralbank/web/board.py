@@ -3,15 +3,18 @@
 same blueprint."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_login import current_user
 from flask_babel import gettext as _
 
-from .. import periods
+from .. import edge, periods
 from ..awards import service as awards
 from ..errors import DomainError
 from ..people import access
 from ..people.service import village_by_code
 from ..rankings import service as rankings
+from ..rankings import versions
 from ..rankings.models import RankingSnapshot
 from .forms import bounded_int
 
@@ -26,8 +29,20 @@ def _period_choices() -> list[tuple[str, str]]:
 
 @bp.get("/v/<code>")
 def public_board(code):
-    """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked."""
-    village = village_by_code(code)
+    """积分榜: ranking by period and hamlet, the red list, notices in progress. No login, names masked.
+
+    A conditional GET: the ETag is the village's board version (bumped by every posting that
+    changes a score and by every published ranking) with the notices, month and language, so a
+    reload that changed nothing is a 304 after one statement; a proxy may share it for a few
+    seconds (not a logged-in view, whose menu is its own)."""
+    village, version, notices = versions.board_state(code, notices=True)
+    logged_in = current_user.is_authenticated
+    public = not logged_in and "lang" not in request.args
+    etag = versions.board_etag(village, version, notices, periods.current_month(), get_locale(),
+                               f"u{current_user.get_id()}" if logged_in else "all")
+    unchanged = edge.not_modified(etag, public=public)
+    if unchanged is not None:
+        return unchanged
     period = request.args.get("period") or periods.current_month()
     hamlet = request.args.get("hamlet", type=bounded_int)
     try:
@@ -37,10 +52,10 @@ def public_board(code):
         return redirect(url_for("board.public_board", code=village.code))
     published = rankings.snapshots(village, limit=5)
     red_list = rankings.snapshot_entries(published[0])[:10] if published else []
-    return render_template("board/public.html", village=village, lines=lines, period=period, hamlet=hamlet,
+    page = render_template("board/public.html", village=village, lines=lines, period=period, hamlet=hamlet,
                            periods=_period_choices(), published=published, red_list=red_list,
-                           red_title=published[0].title if published else None,
-                           notices=len(awards.in_notice(village)))
+                           red_title=published[0].title if published else None, notices=notices)
+    return edge.cache_headers(make_response(page), etag, public=public)
 
 
 @bp.get("/v/<code>/rankings/<int:snapshot_id>")
