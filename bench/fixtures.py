@@ -162,15 +162,4 @@ def work_copy(source: Path, target: Path) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(str(target) + suffix).unlink(missing_ok=True)
     shutil.copyfile(source, target)
-    # The data-set builder writes its transfers with award_id, redemption_id and settlement_id all
-    # NULL and then runs ANALYZE, so sqlite_stat1 says each of those indexes holds 2,000,000 rows
-    # per value; the planner then scans all of transfers for `WHERE redemption_id = ?` (the
-    # receipt's balance-after query: 420 ms, inside the write lock). In a real ledger ~15 % of
-    # transfers carry distinct redemption ids (ANALYZE gives ~7 rows a value) and the index is
-    # used. Those three statistics are dropped from the copy so the planner judges as it would there.
-    connection = sqlite3.connect(target)
-    connection.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'transfers' AND idx IN "
-                       "('ix_transfers_award_id', 'ix_transfers_redemption_id', 'ix_transfers_settlement_id')")
-    connection.commit()
-    connection.close()
     return target

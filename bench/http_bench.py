@@ -146,7 +146,8 @@ def run(source: Path, options: Options | None = None) -> dict:
                      "the baseline) / requests",
                      "code lookups are limited to BENCH_CODE_LOOKUP_LIMIT (default 1000000 per minute) instead of "
                      "60 per minute per clerk; the limiter stays on",
-                     "the SQLite copy drops three misleading sqlite_stat1 rows of transfers (see work_copy)"]}
+                     "the data set's transfers carry real award and redemption ids: no planner statistics are "
+                     "touched"]}
     print(f"  load generator: {loader.name}; {options.connections} connections; {options.seconds:g} s a figure "
           f"in {options.rounds} interleaved rounds, after {options.warmup:g} s of warm-up", flush=True)
     work = DATA / f"http-{source.name}"

@@ -46,8 +46,10 @@ def build_dataset(transfers: int, households: int, villages: int, reuse: bool = 
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"bench-{transfers}-{households}-{villages}.db"
     meta = Path(str(path) + ".json")
-    if reuse and path.exists() and meta.exists():
-        saved = json.loads(meta.read_text())
+    from bench.dataset import FORMAT
+
+    saved = json.loads(meta.read_text()) if reuse and path.exists() and meta.exists() else {}
+    if saved.get("format") == FORMAT:
         print(f"  reusing {path}")
         return path, saved["seconds"], saved["rss_kb"]
     for suffix in ("", "-wal", "-shm"):
@@ -68,7 +70,7 @@ def build_dataset(transfers: int, households: int, villages: int, reuse: bool = 
     seconds = time.perf_counter() - started
     lines = out.stdout.strip().splitlines()
     print(lines[0])
-    meta.write_text(json.dumps({"seconds": seconds, "rss_kb": int(lines[-1])}))
+    meta.write_text(json.dumps({"seconds": seconds, "rss_kb": int(lines[-1]), "format": FORMAT}))
     return path, seconds, int(lines[-1])
 
 

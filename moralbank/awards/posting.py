@@ -70,7 +70,7 @@ def _pending_changes(award: Award) -> dict | None:
     history = state.attrs.status.history
     if not history.deleted or changed["status"] != AwardStatus.APPROVED:
         return None
-    return {"values": changed, "stored_status": history.deleted[0]}
+    return {"values": changed, "stored_status": history.deleted[0], "notice_ends_at": award.notice_ends_at}
 
 
 @lru_cache(maxsize=16)
@@ -99,7 +99,7 @@ def post_award_id(award_id: int, *, actor=None, at: datetime | None = None,
     connection = db.session.connection()
     if pending is not None:
         values = pending["values"]
-        if values.get("notice_ends_at") is None or values["notice_ends_at"] > (due or _FAR_FUTURE):
+        if pending["notice_ends_at"] is None or pending["notice_ends_at"] > (due or _FAR_FUTURE):
             return None
         claimed = connection.execute(_claim_pending(frozenset(values)), {
             "award_id": award_id, "at": when, "stored_status": pending["stored_status"],
@@ -137,7 +137,7 @@ def _posted_now() -> dict:
     """Transfers that posted awards in the session's current transaction, by award id: what the
     answer shows about them is known without reading them back (they cannot be reversed yet)."""
     session = db.session()
-    transaction = session.get_transaction()
+    transaction = (session.get_nested_transaction() or session.get_transaction())
     owner, posted = session.info.get("awards_posted_now", (None, None))
     if owner is not transaction or posted is None:
         posted = {}
@@ -149,7 +149,7 @@ def posted_in_this_transaction(award_id: int):
     """The transfer that posted ``award_id`` in the current transaction, if it did (else None)."""
     session = db.session()
     owner, posted = session.info.get("awards_posted_now", (None, None))
-    if posted is None or owner is not session.get_transaction():
+    if posted is None or owner is not (session.get_nested_transaction() or session.get_transaction()):
         return None
     return posted.get(award_id)
 
@@ -177,20 +177,45 @@ def record_award(household: Household, rule: Rule, *, proposer=None, approver=No
     return post_award(award, actor=approver, at=when)
 
 
-def post_due(now: datetime | None = None, *, actor=None) -> int:
-    """Post every approved award whose notice has ended, one transaction each. Returns how many."""
+#: awards posted per transaction by ``post_due``
+POST_DUE_BATCH = 200
+
+
+def post_due(now: datetime | None = None, *, actor=None, batch: int = POST_DUE_BATCH) -> int:
+    """Post every approved award whose notice has ended, ``batch`` to a transaction (one commit,
+    one bump of each village's board, for many awards). Returns how many.
+
+    Each award is still claimed by its own conditional UPDATE, so an objection that came in
+    meanwhile wins. Should a batch fail, its awards are posted again one transaction each, so
+    one bad award holds back no other."""
     now = now or utcnow()
     ids = db.session.scalars(select(Award.id).where(Award.status == AwardStatus.APPROVED,
                                                     Award.notice_ends_at <= now)
                              .order_by(Award.id)).all()
     posted = 0
-    for award_id in ids:
-        with write_transaction():
-            # The claim re-checks status and date: an objection that came in meanwhile wins.
-            posted_now = post_award_id(award_id, actor=actor, due=now)
-            if posted_now is not None:
-                village_id, points = posted_now
-                audit("award.post", actor=actor, village_id=village_id, target_type="award", target_id=award_id,
-                      detail={"points": points})
-                posted += 1
+    for start in range(0, len(ids), max(1, batch)):
+        chunk = ids[start:start + max(1, batch)]
+        try:
+            with write_transaction():
+                posted_now = sum(_post_due_one(award_id, actor=actor, due=now) for award_id in chunk)
+        except Exception:
+            if len(chunk) == 1:
+                raise
+            posted_now = 0
+            for award_id in chunk:
+                with write_transaction():
+                    posted_now += _post_due_one(award_id, actor=actor, due=now)
+        posted += posted_now
     return posted
+
+
+def _post_due_one(award_id: int, *, actor, due: datetime) -> int:
+    """Inside post_due's transaction: post one award if it is still due (1), else 0."""
+    # The claim re-checks status and date: an objection that came in meanwhile wins.
+    posted_now = post_award_id(award_id, actor=actor, due=due)
+    if posted_now is None:
+        return 0
+    village_id, points = posted_now
+    audit("award.post", actor=actor, village_id=village_id, target_type="award", target_id=award_id,
+          detail={"points": points})
+    return 1

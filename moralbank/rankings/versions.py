@@ -29,9 +29,19 @@ def _statements(dialect: str) -> dict:
 
 
 def bump(village_id: int) -> None:
-    """Inside a write transaction: the village's board has changed."""
-    connection = db.session.connection()
+    """Inside a write transaction: the village's board has changed. Once per village and
+    transaction (a batch of postings bumps it once; a reader sees the batch only once committed)."""
+    session = db.session()
+    transaction = (session.get_nested_transaction() or session.get_transaction())
+    owner, bumped = session.info.get("board_bumped", (None, None))
+    if owner is not transaction or bumped is None:
+        bumped = set()
+        session.info["board_bumped"] = (transaction, bumped)
+    if village_id in bumped:
+        return
+    connection = session.connection()
     connection.execute(_statements(connection.dialect.name)["bump"], {"village": village_id})
+    bumped.add(village_id)
 
 
 def version(village_id: int) -> int:
