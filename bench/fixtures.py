@@ -92,7 +92,8 @@ def make_fixture(uri: str, *, villages: int = 16, residents: int = 8, readable: 
                     resident_ids.append(resident.id)
                     household_accounts.append(ledger.household_account(household.id).id)
                 readable_ids = rng.sample([h.id for h in households], min(readable, len(households)))
-                out.append({"village_id": village.id, "store_id": store.id, "item_id": item.id,
+                out.append({"village_id": village.id, "village_code": village.code, "store_id": store.id,
+                            "item_id": item.id,
                             "clerk_id": clerk.id, "resident_ids": resident_ids,
                             "store_account_id": ledger.store_account(store.id).id,
                             "household_accounts": household_accounts, "readable": readable_ids,
@@ -133,6 +134,31 @@ def household_requests(fixture: dict) -> list[Req]:
     requests = [get(f"/api/v1/households/{household_id}", village["committee_token"])
                 for village in fixture["villages"] for household_id in village["readable"]]
     random.Random(5).shuffle(requests)
+    return requests
+
+
+def public_paths(fixture: dict) -> dict[str, list[str]]:
+    """The public ranking (API) and the public board page of every bench village."""
+    codes = [village["village_code"] for village in fixture["villages"]]
+    return {"ranking": [f"/api/v1/rankings?village={code}" for code in codes],
+            "board": [f"/v/{code}" for code in codes]}
+
+
+def conditional_requests(base: str, paths: list[str]) -> list[Req]:
+    """GETs of ``paths`` that send back the ETag the server gave each (a phone reloading the page)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    requests = []
+    for path in paths:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        etag = response.headers.get("ETag")
+        requests.append(Req("GET", path, (("If-None-Match", etag),) if etag else ()))
+    connection.close()
     return requests
 
 

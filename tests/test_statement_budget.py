@@ -150,3 +150,34 @@ def test_the_public_board_and_its_conditional_get(app, client, tokens):
         assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert client.get("/v/NOPE").status_code == 404
     assert client.get(f"{API}/rankings?village=NOPE").status_code == 404
+
+
+@pytest.mark.clock("2026-12-01 10:05")
+def test_a_reversed_redemption_restores_its_stock_and_its_receipt_keeps_its_balance(app, client, tokens):
+    store = client.get(f"{API}/me", headers=tokens("clerk")).get_json()["store"]["id"]
+    household = client.get(f"{API}/me", headers=tokens("resident")).get_json()["household"]["id"]
+    items = {item["id"]: item for item in client.get(f"{API}/stores/{store}/items",
+                                                      headers=tokens("clerk")).get_json()["items"]}
+    item = min((item for item in items.values() if item["stock"] > 2), key=lambda item: item["points"])
+    balance = client.get(f"{API}/households/{household}", headers=tokens("committee")).get_json()["balance"]
+    code = post(client, tokens, f"{API}/redemption-codes", "resident").get_json()["code"]
+    paid = post(client, tokens, f"{API}/stores/{store}/redemptions", "clerk",
+                {"code": code, "items": [{"item_id": item["id"], "quantity": 2}]})
+    assert paid.status_code == 201, paid.get_json()
+    receipt = paid.get_json()
+    assert receipt["balance_after"] == balance - 2 * item["points"]
+
+    def stock():
+        listed = client.get(f"{API}/stores/{store}/items", headers=tokens("clerk")).get_json()["items"]
+        return {entry["id"]: entry["stock"] for entry in listed}[item["id"]]
+    assert stock() == item["stock"] - 2
+
+    lines = client.get(f"{API}/households/{household}/transfers", headers=tokens("committee")).get_json()["items"]
+    transfer = next(line for line in lines if line["code"] == "redemption")
+    reversed_ = post(client, tokens, f"{API}/transfers/{transfer['id']}/reversal", "committee", {"reason": "退货"})
+    assert reversed_.status_code in (200, 201), reversed_.get_json()
+    assert stock() == item["stock"]
+    assert client.get(f"{API}/households/{household}", headers=tokens("committee")).get_json()["balance"] == balance
+    # The store's list still shows the balance the receipt showed at the time.
+    listed = client.get(f"{API}/stores/{store}/redemptions", headers=tokens("clerk")).get_json()["items"]
+    assert next(entry for entry in listed if entry["id"] == receipt["id"])["balance_after"] == receipt["balance_after"]
