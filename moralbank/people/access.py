@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from flask import g, has_request_context
 from flask_babel import gettext as _
+from functools import lru_cache
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from ..errors import Forbidden, NotFound
@@ -107,10 +110,19 @@ def own_household(user: User | None) -> Household | None:
     return _household(min(household_ids)) if household_ids else None
 
 
+@lru_cache(maxsize=1)
+def _household_query():
+    """Built once, so its cache key is computed once (a statement per call would need a new one)."""
+    return (select(Household).options(joinedload(Household.village), joinedload(Household.members))
+            .where(Household.id == bindparam("household_id")))
+
+
 def _household(household_id: int) -> Household | None:
     """A household with its village and members, in one query (what reading it needs)."""
-    return db.session.get(Household, household_id,
-                          options=[joinedload(Household.village), joinedload(Household.members)])
+    loaded = db.session.identity_map.get(db.session.identity_key(Household, household_id))
+    if loaded is not None and "members" in loaded.__dict__ and "village_id" in loaded.__dict__:
+        return loaded
+    return db.session.execute(_household_query(), {"household_id": household_id}).unique().scalar_one_or_none()
 
 
 def lives_in(user: User | None, village: Area) -> bool:

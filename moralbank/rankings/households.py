@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import and_, select, union_all
+from sqlalchemy import and_, bindparam, select, union_all
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -28,6 +28,11 @@ def _summary_query():
             .outerjoin(score, and_(score.household_id == Household.id, score.period == "all")))
 
 
+@lru_cache(maxsize=1)
+def _summary_of_one():
+    return _summary_query().where(Household.id == bindparam("household_id"))
+
+
 def _row_to_summary(row, village: Area) -> dict:
     household_id, number, hamlet_id, hamlet_name, head_name, balance, score = row
     score = score or 0
@@ -37,7 +42,7 @@ def _row_to_summary(row, village: Area) -> dict:
 
 def household_summary(household: Household) -> dict:
     """{id, number, head, hamlet, balance, score, stars} of one household."""
-    row = db.session.execute(_summary_query().where(Household.id == household.id)).one()
+    row = db.session.execute(_summary_of_one(), {"household_id": household.id}).one()
     village = db.session.get(Area, household.village_id)
     summary = _row_to_summary(row, village)
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
