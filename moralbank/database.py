@@ -152,9 +152,17 @@ def _commit(session) -> None:
     finally:
         session.expire_on_commit = previous
     if previous:
-        for obj in list(session.identity_map.values()):
-            if id(obj) not in keep:
-                session.expire(obj)
+        _expire_all_but_kept(session)
+
+
+def _expire_all_but_kept(session) -> None:
+    keep = session.info.get("keep_loaded") or {}
+    if not keep:
+        session.expire_all()
+        return
+    for obj in list(session.identity_map.values()):
+        if id(obj) not in keep:
+            session.expire(obj)
 
 
 @contextmanager
@@ -164,7 +172,9 @@ def write_transaction():
     Re-entrant: a service called inside another's transaction joins it, so an
     API request (with its idempotency record), a service and the ledger all
     commit or fail together. Any read transaction the session had open is ended
-    first, so on SQLite the write begins IMMEDIATE with a fresh snapshot.
+    first, so on SQLite the write begins IMMEDIATE with a fresh snapshot (on PostgreSQL, whose
+    READ COMMITTED statements each see what is committed, it goes on as the write transaction;
+    what it had read is expired either way).
     """
     session = db.session()
     depth = session.info.get("write_depth", 0)
@@ -176,14 +186,23 @@ def write_transaction():
             session.info["write_depth"] = depth
         return
 
+    continued = False
     if session.in_transaction():
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("unflushed changes outside a write transaction")
-        _commit(session)
+        if session.get_bind().dialect.name == "postgresql":
+            # READ COMMITTED: each statement sees what was committed before it, so the request's
+            # read transaction simply goes on as the write one (no COMMIT, no second checkout and
+            # ping of a pooled connection); what was read is expired all the same.
+            _expire_all_but_kept(session)
+            continued = True
+        else:
+            _commit(session)
     session.info["write_depth"] = 1
     session.info.pop("ledger_doomed", None)
     try:
-        session.connection(execution_options={_WRITE_OPTION: True})
+        if not continued:
+            session.connection(execution_options={_WRITE_OPTION: True})
         yield session
         if session.info.pop("ledger_doomed", False):
             raise RuntimeError("a refused ledger transfer was caught and the transaction went on; rolled back")
