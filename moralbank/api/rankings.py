@@ -104,6 +104,10 @@ class DashboardSchema(Schema):
     bottom_movers = fields.List(fields.Dict())
 
 
+#: the public ranking's schemas, built once (an instance per request deep-copies its fields)
+_RANKING_ARGS, _RANKING = RankingArgsSchema(), RankingSchema()
+
+
 def hamlet_id_of(village: Area, text: str | None) -> int | None:
     """A hamlet given by id or code (or name), within the village; None for the whole village."""
     if not text:
@@ -118,7 +122,7 @@ def hamlet_id_of(village: Area, text: str | None) -> int | None:
 @doc("Ranking of a village or hamlet for a period (2026-11, 2026-Q4, 2026, all); public, names masked",
      response=RankingSchema, errors=(404, 422), public=True, query=RankingArgsSchema)
 def get_ranking():
-    args = RankingArgsSchema().load(request.args)
+    args = _RANKING_ARGS.load(request.args)
     # A conditional GET: the village's board version is the ETag (see web.board.public_board).
     village, version, _notices = versions.board_state(args["village"])
     etag = versions.board_etag(village, version, get_locale())
@@ -129,7 +133,7 @@ def get_ranking():
     lines = rankings.ranking(village, args["period"], hamlet_id=hamlet_id, limit=args["limit"] + 1,
                              offset=args["offset"])
     more = len(lines) > args["limit"]
-    return edge.cache_headers(jsonify(RankingSchema().dump({
+    return edge.cache_headers(jsonify(_RANKING.dump({
         "village": village.code, "period": args["period"], "hamlet": args["hamlet"],
         "items": [line.__dict__ for line in lines[:args["limit"]]],
         "next": str(args["offset"] + args["limit"]) if more else None})), etag, public=True)

@@ -143,6 +143,10 @@ class CardUnlockSchema(Schema):
     pin = fields.String(required=True, validate=validate.Length(min=1, max=8), load_only=True)
 
 
+#: the redemption's schemas, built once (an instance per request deep-copies its fields)
+_REDEMPTION, _REDEMPTION_REQUEST = RedemptionSchema(), RedemptionRequestSchema()
+
+
 def _store(store_id: int) -> Store:
     return access.get_or_404(Store, store_id, _("找不到这个商店"))
 
@@ -155,7 +159,7 @@ def _code_body(issued: stores.IssuedCode) -> dict:
 
 
 def redemption_body(redemption: Redemption) -> dict:
-    return RedemptionSchema().dump({
+    return _REDEMPTION.dump({
         "id": redemption.id, "household_id": redemption.household_id, "store_id": redemption.store_id,
         "points": redemption.points, "balance_after": stores.balance_after(redemption),
         "created_at": redemption.created_at,
@@ -271,7 +275,7 @@ def redeem(store_id, prepared):
 
 def _redemption_found(store_id: int):
     """The request's body and what the redemption acts on, read before the write transaction."""
-    data = load_json(RedemptionRequestSchema())
+    data = load_json(_REDEMPTION_REQUEST)
     found = stores.find_for_redemption(store_id, data["code"], [line["item_id"] for line in data["items"]])
     # Not expired when the read ends and the write begins: the write checks again what it relies on.
     keep_loaded(*(obj for obj in (found.store, found.store_account, found.code, found.household,
