@@ -106,12 +106,20 @@ def make_fixture(uri: str, *, villages: int = 16, residents: int = 8, readable: 
 
 
 def issue_codes(uri: str, fixture: dict, count: int) -> list[dict]:
-    """``count`` payment codes issued by the residents (the service a resident's POST /redemption-codes
-    calls), round-robin over villages and households so the load spreads over the stores."""
+    """``count`` payment codes of the residents' households, round-robin over villages and households
+    so the load spreads over the stores. Made by the code service's own ``_new_code`` (an hour's
+    lifetime), not ``issue_code``: a resident's new code ends the household's earlier open one (one
+    open code per household), and the load needs thousands open at once for 128 households."""
+    from datetime import timedelta
+
     from moralbank.database import write_transaction
     from moralbank.extensions import db
+    from moralbank.people import access
     from moralbank.people.models import User
-    from moralbank.stores.service import issue_code
+    from moralbank.stores.codes import _new_code
+
+    def issue_code(user):
+        return _new_code(access.own_household(user), timedelta(hours=1), creator=user)
 
     app = bench_app(uri)
     villages = fixture["villages"]
