@@ -1,7 +1,9 @@
 """Build a county-sized data set, streaming: 200 villages × 4 hamlets, households, accounts and
 transfers written in bulk with their cached balances and period scores kept consistent, so that
 `flask ledger verify` holds on the result. Memory stays flat: transfers are generated one
-household at a time and written in batches.
+household at a time and written in batches. Every award, deduction and redemption transfer has
+its real award or redemption row and carries its id (and the key the app would give it), so the
+planner's statistics on those columns are those of a real ledger.
 
 Used by bench/run.py; the schema comes from the real migrations.
 """
@@ -16,6 +18,8 @@ from moralbank.periods import periods_of
 
 ZONE = ZoneInfo("Asia/Shanghai")
 BATCH = 20_000
+#: bumped when what ``build`` writes changes: ``bench/run.py --reuse`` rebuilds older data sets
+FORMAT = 2
 
 
 def naive(moment: datetime) -> str:
@@ -71,18 +75,31 @@ def build(path: str, *, villages: int = 200, households: int = 100_000, transfer
                      "VALUES (?, ?, 'store', NULL, ?, 0)", (account_id, village_id, village_id))
         store_accounts[village_id] = [account_id, 0]
         account_id += 1
+        for rule_id, category, title, points in ((2 * village_id, "volunteer", "志愿服务", 5),
+                                                 (2 * village_id + 1, "deduction", "乱扔垃圾", -5)):
+            conn.execute("INSERT INTO rules (id, village_id, family_id, version, active, category, title, points, "
+                         "cap_count, cap_period, photo_required, created_at) "
+                         "VALUES (?, ?, ?, 1, 1, ?, ?, ?, NULL, NULL, 0, ?)",
+                         (rule_id, village_id, rule_id, category, title, points, ts))
     conn.execute("COMMIT")
 
     per_household = transfers / households
     transfer_rows, score_rows, account_rows, household_rows, resident_rows = [], [], [], [], []
-    transfer_id = 1
+    award_rows, redemption_rows = [], []
+    transfer_id = award_id = redemption_id = 1
     written = 0
 
     def flush(final=False):
-        nonlocal transfer_rows, score_rows, account_rows, household_rows, resident_rows
+        nonlocal transfer_rows, score_rows, account_rows, household_rows, resident_rows, award_rows, redemption_rows
         if not final and len(transfer_rows) < BATCH:
             return
         conn.execute("BEGIN")
+        conn.executemany("INSERT INTO awards (id, village_id, household_id, rule_id, quantity, points, status, note, "
+                         "occurred_on, proposed_by_id, proposed_at, decided_by_id, decided_at, notice_ends_at, "
+                         "posted_at, decision_reason, photo_path) "
+                         "VALUES (?, ?, ?, ?, 1, ?, 'posted', NULL, ?, NULL, ?, NULL, ?, ?, ?, NULL, NULL)", award_rows)
+        conn.executemany("INSERT INTO redemptions (id, village_id, store_id, household_id, points, clerk_id, code_id, "
+                         "created_at, balance_after) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?)", redemption_rows)
         conn.executemany("INSERT INTO households (id, village_id, hamlet_id, number, address, created_at) "
                          "VALUES (?, ?, ?, ?, NULL, ?)", household_rows)
         conn.executemany("INSERT INTO residents (id, village_id, household_id, name, phone, id_number_masked, "
@@ -91,12 +108,13 @@ def build(path: str, *, villages: int = 200, households: int = 100_000, transfer
                          "VALUES (?, ?, 'household', ?, NULL, ?)", account_rows)
         conn.executemany("INSERT INTO transfers (id, village_id, debit_account_id, credit_account_id, amount, code, "
                          "idempotency_key, award_id, redemption_id, settlement_id, reverses_id, actor_id, reason, "
-                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?)",
+                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
                          transfer_rows)
         conn.executemany("INSERT INTO household_scores (household_id, period, village_id, hamlet_id, score, "
                          "reached_at) VALUES (?, ?, ?, ?, ?, ?)", score_rows)
         conn.execute("COMMIT")
         transfer_rows, score_rows, account_rows, household_rows, resident_rows = [], [], [], [], []
+        award_rows, redemption_rows = [], []
 
     span = (now - start).total_seconds()
     for household_id in range(1, households + 1):
@@ -135,7 +153,20 @@ def build(path: str, *, villages: int = 200, households: int = 100_000, transfer
                 village_accounts[village_id][2] -= amount
                 delta = amount
             stamp = naive(moment)
-            transfer_rows.append((transfer_id, village_id, debit, credit, amount, code, f"bench:{transfer_id}",
+            award, redemption = None, None
+            if code == "redemption":
+                redemption = redemption_id
+                redemption_id += 1
+                redemption_rows.append((redemption, village_id, village_id, household_id, amount, stamp, balance))
+                key = f"redemption:{redemption}"
+            else:
+                award = award_id
+                award_id += 1
+                rule = 2 * village_id + (1 if code == "deduction" else 0)
+                award_rows.append((award, village_id, household_id, rule, delta, moment.astimezone(ZONE).date().isoformat(),
+                                   stamp, stamp, stamp, stamp))
+                key = f"award:{award}"
+            transfer_rows.append((transfer_id, village_id, debit, credit, amount, code, key, award, redemption,
                                   code, stamp))
             transfer_id += 1
             if delta:

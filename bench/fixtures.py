@@ -92,7 +92,8 @@ def make_fixture(uri: str, *, villages: int = 16, residents: int = 8, readable: 
                     resident_ids.append(resident.id)
                     household_accounts.append(ledger.household_account(household.id).id)
                 readable_ids = rng.sample([h.id for h in households], min(readable, len(households)))
-                out.append({"village_id": village.id, "store_id": store.id, "item_id": item.id,
+                out.append({"village_id": village.id, "village_code": village.code, "store_id": store.id,
+                            "item_id": item.id,
                             "clerk_id": clerk.id, "resident_ids": resident_ids,
                             "store_account_id": ledger.store_account(store.id).id,
                             "household_accounts": household_accounts, "readable": readable_ids,
@@ -105,12 +106,20 @@ def make_fixture(uri: str, *, villages: int = 16, residents: int = 8, readable: 
 
 
 def issue_codes(uri: str, fixture: dict, count: int) -> list[dict]:
-    """``count`` payment codes issued by the residents (the service a resident's POST /redemption-codes
-    calls), round-robin over villages and households so the load spreads over the stores."""
+    """``count`` payment codes of the residents' households, round-robin over villages and households
+    so the load spreads over the stores. Made by the code service's own ``_new_code`` (an hour's
+    lifetime), not ``issue_code``: a resident's new code ends the household's earlier open one (one
+    open code per household), and the load needs thousands open at once for 128 households."""
+    from datetime import timedelta
+
     from moralbank.database import write_transaction
     from moralbank.extensions import db
+    from moralbank.people import access
     from moralbank.people.models import User
-    from moralbank.stores.service import issue_code
+    from moralbank.stores.codes import _new_code
+
+    def issue_code(user):
+        return _new_code(access.own_household(user), timedelta(hours=1), creator=user)
 
     app = bench_app(uri)
     villages = fixture["villages"]
@@ -133,6 +142,31 @@ def household_requests(fixture: dict) -> list[Req]:
     requests = [get(f"/api/v1/households/{household_id}", village["committee_token"])
                 for village in fixture["villages"] for household_id in village["readable"]]
     random.Random(5).shuffle(requests)
+    return requests
+
+
+def public_paths(fixture: dict) -> dict[str, list[str]]:
+    """The public ranking (API) and the public board page of every bench village."""
+    codes = [village["village_code"] for village in fixture["villages"]]
+    return {"ranking": [f"/api/v1/rankings?village={code}" for code in codes],
+            "board": [f"/v/{code}" for code in codes]}
+
+
+def conditional_requests(base: str, paths: list[str]) -> list[Req]:
+    """GETs of ``paths`` that send back the ETag the server gave each (a phone reloading the page)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    requests = []
+    for path in paths:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        etag = response.headers.get("ETag")
+        requests.append(Req("GET", path, (("If-None-Match", etag),) if etag else ()))
+    connection.close()
     return requests
 
 
@@ -162,15 +196,4 @@ def work_copy(source: Path, target: Path) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(str(target) + suffix).unlink(missing_ok=True)
     shutil.copyfile(source, target)
-    # The data-set builder writes its transfers with award_id, redemption_id and settlement_id all
-    # NULL and then runs ANALYZE, so sqlite_stat1 says each of those indexes holds 2,000,000 rows
-    # per value; the planner then scans all of transfers for `WHERE redemption_id = ?` (the
-    # receipt's balance-after query: 420 ms, inside the write lock). In a real ledger ~15 % of
-    # transfers carry distinct redemption ids (ANALYZE gives ~7 rows a value) and the index is
-    # used. Those three statistics are dropped from the copy so the planner judges as it would there.
-    connection = sqlite3.connect(target)
-    connection.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'transfers' AND idx IN "
-                       "('ix_transfers_award_id', 'ix_transfers_redemption_id', 'ix_transfers_settlement_id')")
-    connection.commit()
-    connection.close()
     return target

@@ -164,5 +164,7 @@ def load_settings(instance_path: str, overrides: dict | None = None) -> dict:
         # A Redis that does not answer must fail fast (then the in-memory fallback counts), not after
         # the operating system's TCP timeout.
         settings.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
-    settings.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # X-RateLimit-* on every answer costs two more round trips to the limiter's storage per request;
+    # a refusal still says when to come back (Retry-After, ``throttle._retry_after``).
+    settings.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     return settings

@@ -25,6 +25,8 @@ from sqlalchemy.types import TypeDecorator
 from .extensions import db
 
 _WRITE_OPTION = "moralbank_write"
+#: a request's reads before its write transaction, on SQLite: no BEGIN (each is its own snapshot)
+_PRELOCK_OPTION = "moralbank_prelock"
 
 
 #: added to the wall clock; only tests move it (``travel``), to reach the end of a notice period
@@ -93,8 +95,74 @@ def install_engine_hooks(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn):
-        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+        options = conn.get_execution_options()
+        if options.get(_PRELOCK_OPTION) and not options.get(_WRITE_OPTION):
+            return  # autocommit reads (see ``reads_before_write``)
+        mode = "IMMEDIATE" if options.get(_WRITE_OPTION) else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def reads_before_write() -> None:
+    """A request that will write (an API POST): its reads before ``write_transaction()`` run without
+    a transaction of their own on SQLite (each statement is its own snapshot, no BEGIN sent).
+    They only find what the write transaction acts on, and the write checks again what it relies
+    on (guarded UPDATEs, the code's state), so one snapshot for them would buy nothing. No effect
+    when the session already has a transaction, nor on PostgreSQL (which sends no BEGIN statement)."""
+    session = db.session()
+    if not session.in_transaction():
+        session.connection(execution_options={_PRELOCK_OPTION: True})
+
+
+def read_alone():
+    """The session's connection for a read that may be the request's only statement (a conditional
+    GET's version check): on SQLite, when no transaction is open, it runs without a BEGIN. The
+    session's pretend transaction is ended by the caller's ``end_read_alone()`` before more reads."""
+    session = db.session()
+    if session.in_transaction():
+        return session.connection()
+    session.info["read_alone"] = True
+    return session.connection(execution_options={_PRELOCK_OPTION: True})
+
+
+def end_read_alone() -> None:
+    """After ``read_alone()``: the reads that follow share one snapshot again (a BEGIN of their own)."""
+    session = db.session()
+    if session.info.pop("read_alone", False):
+        session.commit()
+
+
+def keep_loaded(*objects) -> None:
+    """Objects of this request (the user, their token and grants) that the commits of its write
+    transactions do not expire: they are read once per request, not again after each commit.
+    Everything else is expired as before, so a write still re-reads what it acts on."""
+    session = db.session()
+    session.info.setdefault("keep_loaded", {}).update({id(obj): obj for obj in objects})
+
+
+def _commit(session) -> None:
+    """Commit; with objects kept loaded (``keep_loaded``), expire every other object instead of all."""
+    keep = session.info.get("keep_loaded")
+    if not keep:
+        session.commit()
+        return
+    previous = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = previous
+    if previous:
+        _expire_all_but_kept(session)
+
+
+def _expire_all_but_kept(session) -> None:
+    keep = session.info.get("keep_loaded") or {}
+    if not keep:
+        session.expire_all()
+        return
+    for obj in list(session.identity_map.values()):
+        if id(obj) not in keep:
+            session.expire(obj)
 
 
 @contextmanager
@@ -104,7 +172,9 @@ def write_transaction():
     Re-entrant: a service called inside another's transaction joins it, so an
     API request (with its idempotency record), a service and the ledger all
     commit or fail together. Any read transaction the session had open is ended
-    first, so on SQLite the write begins IMMEDIATE with a fresh snapshot.
+    first, so on SQLite the write begins IMMEDIATE with a fresh snapshot (on PostgreSQL, whose
+    READ COMMITTED statements each see what is committed, it goes on as the write transaction;
+    what it had read is expired either way).
     """
     session = db.session()
     depth = session.info.get("write_depth", 0)
@@ -116,18 +186,27 @@ def write_transaction():
             session.info["write_depth"] = depth
         return
 
+    continued = False
     if session.in_transaction():
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("unflushed changes outside a write transaction")
-        session.commit()
+        if session.get_bind().dialect.name == "postgresql":
+            # READ COMMITTED: each statement sees what was committed before it, so the request's
+            # read transaction simply goes on as the write one (no COMMIT, no second checkout and
+            # ping of a pooled connection); what was read is expired all the same.
+            _expire_all_but_kept(session)
+            continued = True
+        else:
+            _commit(session)
     session.info["write_depth"] = 1
     session.info.pop("ledger_doomed", None)
     try:
-        session.connection(execution_options={_WRITE_OPTION: True})
+        if not continued:
+            session.connection(execution_options={_WRITE_OPTION: True})
         yield session
         if session.info.pop("ledger_doomed", False):
             raise RuntimeError("a refused ledger transfer was caught and the transaction went on; rolled back")
-        session.commit()
+        _commit(session)
         session.info.pop("new_files", None)
     except BaseException:
         session.rollback()

@@ -179,3 +179,20 @@ def init_app(app) -> None:
     # First of all hooks: before the limiter's keys, CSRF and the login read any of the input.
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_unsafe_input)
     app.after_request(secure_headers)
+
+
+def not_modified(etag: str, *, public: bool, max_age: int = 5):
+    """A 304 answer when the request's ``If-None-Match`` names ``etag`` (else None): a phone that
+    reloads a page it has gets no body, and the page is not built."""
+    if etag not in request.if_none_match:
+        return None
+    return cache_headers(current_app.response_class(status=304), etag, public=public, max_age=max_age)
+
+
+def cache_headers(response, etag: str, *, public: bool, max_age: int = 5):
+    """ETag and Cache-Control: a proxy may share a public page for ``max_age`` seconds; a logged-in
+    view is the browser's alone and is checked again each time."""
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = f"public, max-age={max_age}" if public else "private, no-cache"
+    response.vary.add("Cookie")
+    return response

@@ -118,14 +118,20 @@ def run_once(user, key: str | None, body: object, action, *, required: bool = Tr
     return payload, status, False
 
 
-def idempotent_api(required: bool = True):
-    """Decorator for API views that change points: the view returns ``(dict, status)``."""
+def idempotent_api(required: bool = True, prepare=None):
+    """Decorator for API views that change points: the view returns ``(dict, status)``.
+
+    ``prepare(*args, **kwargs)``, if given, runs before the write transaction (on SQLite, before
+    the write lock) and its result reaches the view as ``prepared=``: the reads that find what the
+    view acts on. It must not refuse what a replay would answer (the view checks, inside)."""
     def decorator(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
             from .people.auth import request_user
 
             body = request_body()
+            if prepare is not None:
+                kwargs = dict(kwargs, prepared=prepare(*args, **kwargs))
             payload, status, replayed = run_once(
                 request_user(), request.headers.get("Idempotency-Key"), body,
                 lambda: view(*args, **kwargs), required=required)

@@ -152,6 +152,27 @@ def init_app(app) -> None:
         response.headers["Retry-After"] = str(error.retry_after)
         return response
 
+    if not app.config.get("RATELIMIT_HEADERS_ENABLED"):
+        app.after_request(_retry_after)
+
+
+def _retry_after(response):
+    """``after_request``: a 429 of the limiter says when to come back (``Retry-After``). With the
+    limiter's own headers off (``RATELIMIT_HEADERS_ENABLED``, the default), an answer that is not
+    refused costs one storage round trip (the hit), not three (the hit, then the window's count and
+    expiry for X-RateLimit-* headers on every answer)."""
+    if response.status_code != 429 or "Retry-After" in response.headers:
+        return response
+    from .extensions import limiter
+
+    try:
+        current = limiter.current_limit
+        if current is not None:
+            response.headers["Retry-After"] = str(max(1, int(current.reset_at - time.time())))
+    except Exception:  # the storage went away meanwhile: a refusal still goes out
+        response.headers["Retry-After"] = "60"
+    return response
+
 
 def _counters() -> Counters:
     return current_app.extensions[_EXTENSION]

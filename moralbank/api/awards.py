@@ -26,10 +26,14 @@ def rule_body(rule: Rule) -> dict:
     return s.RuleSchema().dump(rule)
 
 
+#: built once (an instance per request deep-copies its fields)
+_AWARD = s.AwardSchema()
+
+
 def award_body(award: Award) -> dict:
     rule = db.session.get(Rule, award.rule_id)
     transfer = awards.award_transfer(award) if award.status == AwardStatus.POSTED else None
-    return s.AwardSchema().dump({
+    return _AWARD.dump({
         "id": award.id, "status": award.status, "status_label": awards.status_label(award.status),
         "household_id": award.household_id, "rule_id": award.rule_id,
         "rule": {"title": rule.title, "category": rule.category, "points": rule.points, "version": rule.version},

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import g, jsonify, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from marshmallow import Schema, fields, validate
 
-from .. import periods
+from .. import edge, periods
 from ..database import write_transaction
 from ..errors import NotFound
 from ..extensions import db
@@ -13,6 +14,7 @@ from ..people import access
 from ..people.models import Area
 from ..people.service import village_by_code
 from ..rankings import service as rankings
+from ..rankings import versions
 from ..rankings.models import RankingSnapshot
 from . import bp
 from . import schemas as s
@@ -102,6 +104,10 @@ class DashboardSchema(Schema):
     bottom_movers = fields.List(fields.Dict())
 
 
+#: the public ranking's schemas, built once (an instance per request deep-copies its fields)
+_RANKING_ARGS, _RANKING = RankingArgsSchema(), RankingSchema()
+
+
 def hamlet_id_of(village: Area, text: str | None) -> int | None:
     """A hamlet given by id or code (or name), within the village; None for the whole village."""
     if not text:
@@ -116,16 +122,22 @@ def hamlet_id_of(village: Area, text: str | None) -> int | None:
 @doc("Ranking of a village or hamlet for a period (2026-11, 2026-Q4, 2026, all); public, names masked",
      response=RankingSchema, errors=(404, 422), public=True, query=RankingArgsSchema)
 def get_ranking():
-    args = RankingArgsSchema().load(request.args)
-    village = village_by_code(args["village"])
+    args = _RANKING_ARGS.load(request.args)
+    # A conditional GET: the village's board version is the ETag (see web.board.public_board).
+    village, version, _notices = versions.board_state(args["village"])
+    # the current month too: a URL without ?period= names a new month on the 1st, with no posting yet
+    etag = versions.board_etag(village, version, get_locale(), periods.current_month())
+    unchanged = edge.not_modified(etag, public=True)
+    if unchanged is not None:
+        return unchanged
     hamlet_id = hamlet_id_of(village, args["hamlet"])
     lines = rankings.ranking(village, args["period"], hamlet_id=hamlet_id, limit=args["limit"] + 1,
                              offset=args["offset"])
     more = len(lines) > args["limit"]
-    return jsonify(RankingSchema().dump({
+    return edge.cache_headers(jsonify(_RANKING.dump({
         "village": village.code, "period": args["period"], "hamlet": args["hamlet"],
         "items": [line.__dict__ for line in lines[:args["limit"]]],
-        "next": str(args["offset"] + args["limit"]) if more else None}))
+        "next": str(args["offset"] + args["limit"]) if more else None})), etag, public=True)
 
 
 def _snapshot_body(snapshot: RankingSnapshot, village: Area) -> dict:

@@ -6,19 +6,24 @@ from functools import wraps
 from flask import g, jsonify, request
 from flask_babel import gettext as _
 
+from ..database import reads_before_write
 from ..errors import DomainError, NotFound
 from ..extensions import db
 from ..people import access, villages
 from ..people.auth import authenticate, issue_token, revoke_token, user_from_bearer
 from ..people.auth import change_password as auth_change_password
 from ..people.models import Area
-from ..rankings.households import household_page, household_summary, transfer_history
+from ..rankings.households import household_and_summary, household_page, household_summary, transfer_history
 from ..pagination import page_body
 from ..people.service import village_by_code
 from ..stores.models import Store
 from . import bp
 from . import schemas as s
 from .openapi import doc
+
+
+#: schemas of the hot reads, built once (an instance per request deep-copies its fields)
+_ME, _HOUSEHOLD = s.MeSchema(), s.HouseholdSchema()
 
 
 @bp.url_value_preprocessor
@@ -38,6 +43,8 @@ def token_required(view):
     """The request must carry a valid bearer token; its user is ``g.api_user``."""
     @wraps(view)
     def wrapper(*args, **kwargs):
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            reads_before_write()
         user, token = user_from_bearer()
         if user is None:
             raise Unauthorized(_("请先登录：缺少或无效的令牌"))
@@ -110,7 +117,7 @@ def me():
     }
     if user.has_role("supervisor"):
         body["villages"] = [village.code for village in access.villages_visible(user)]
-    return jsonify(s.MeSchema().dump(body))
+    return jsonify(_ME.dump(body))
 
 
 def _village_for_staff(code: str) -> Area:
@@ -145,8 +152,11 @@ def list_households(code):
      "or its own members)",
      response=s.HouseholdSchema, errors=(404,))
 def get_household(household_id):
-    household = access.readable_household(g.api_user, household_id)
-    return jsonify(s.HouseholdSchema().dump(household_summary(household)))
+    # The household and its summary in one query, then who may read it (not-found and not-yours look alike).
+    household, summary = household_and_summary(household_id)
+    if household is None or not access.can_read_household(g.api_user, household):
+        raise NotFound(_("找不到这户"))
+    return jsonify(_HOUSEHOLD.dump(summary))
 
 
 @bp.get("/households/<int:household_id>/transfers")

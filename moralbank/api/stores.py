@@ -8,7 +8,8 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from .. import periods, throttle
-from ..database import write_transaction
+from ..database import keep_loaded, write_transaction
+from ..errors import NotFound
 from ..extensions import db
 from ..idempotency import idempotent_api
 from ..pagination import keyset_page, page_body
@@ -142,6 +143,10 @@ class CardUnlockSchema(Schema):
     pin = fields.String(required=True, validate=validate.Length(min=1, max=8), load_only=True)
 
 
+#: the redemption's schemas, built once (an instance per request deep-copies its fields)
+_REDEMPTION, _REDEMPTION_REQUEST = RedemptionSchema(), RedemptionRequestSchema()
+
+
 def _store(store_id: int) -> Store:
     return access.get_or_404(Store, store_id, _("找不到这个商店"))
 
@@ -154,7 +159,7 @@ def _code_body(issued: stores.IssuedCode) -> dict:
 
 
 def redemption_body(redemption: Redemption) -> dict:
-    return RedemptionSchema().dump({
+    return _REDEMPTION.dump({
         "id": redemption.id, "household_id": redemption.household_id, "store_id": redemption.store_id,
         "points": redemption.points, "balance_after": stores.balance_after(redemption),
         "created_at": redemption.created_at,
@@ -257,14 +262,25 @@ def preview(store_id):
      "(clerk of the store). 409 code_used/code_expired/code_replaced; 422 insufficient_points/out_of_stock; 404 unknown code",
      request=RedemptionRequestSchema, response=RedemptionSchema, status=201, errors=(403, 404, 409, 429),
      idempotent=True)
-@idempotent_api(required=True)
-def redeem(store_id):
-    store = _store(store_id)
-    data = load_json(RedemptionRequestSchema())
-    redemption = stores.redeem_with_code(g.api_user, store, data["code"],
+@idempotent_api(required=True, prepare=lambda store_id: _redemption_found(store_id))
+def redeem(store_id, prepared):
+    data, found = prepared
+    if found.store is None:
+        raise NotFound(_("找不到这个商店"))
+    redemption = stores.redeem_with_code(g.api_user, found.store, data["code"],
                                          items=[(line["item_id"], line["quantity"]) for line in data["items"]],
-                                         points=data["points"])
+                                         points=data["points"], found=found)
     return redemption_body(redemption), 201
+
+
+def _redemption_found(store_id: int):
+    """The request's body and what the redemption acts on, read before the write transaction."""
+    data = load_json(_REDEMPTION_REQUEST)
+    found = stores.find_for_redemption(store_id, data["code"], [line["item_id"] for line in data["items"]])
+    # Not expired when the read ends and the write begins: the write checks again what it relies on.
+    keep_loaded(*(obj for obj in (found.store, found.store_account, found.code, found.household,
+                                  found.household_account, *found.items.values()) if obj is not None))
+    return data, found
 
 
 @bp.get("/stores/<int:store_id>/redemptions")

@@ -14,6 +14,7 @@ from ..ledger.models import Transfer
 from ..people import access
 from ..people.models import Area, User
 from .models import Award
+from .posting import forget_posted, posted_in_this_transaction
 
 
 def reverse_transfer(actor: User, transfer_id: int, reason: str, *, idempotency_key: str) -> Transfer:
@@ -29,6 +30,8 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str, *, idempotency_
     access.require(access.is_committee(actor, village), _("只有村委会可以冲正"))
     posted = ledger.reverse(original, actor=actor, reason=reason, idempotency_key=idempotency_key,
                             prepare=_check_reversible)
+    if original.award_id is not None and posted_in_this_transaction(original.award_id) is original:
+        forget_posted(original.award_id)  # reversed in the transaction that posted it
     if not posted.replayed:
         audit("ledger.reverse", actor=actor, village_id=village.id, target=original,
               detail={"reason": reason, "amount": original.amount, "reversal_id": posted.transfer.id})
@@ -51,6 +54,9 @@ def _check_reversible(original: Transfer) -> None:
 
 def award_transfer(award: Award) -> Transfer | None:
     """The transfer that posted the award (None until posted)."""
+    fresh = posted_in_this_transaction(award.id)
+    if fresh is not None:
+        return fresh
     return db.session.scalar(select(Transfer).where(Transfer.award_id == award.id,
                                                     Transfer.code.in_(("award", "deduction"))))
 
@@ -58,4 +64,6 @@ def award_transfer(award: Award) -> Transfer | None:
 def is_reversed(transfer: Transfer | None) -> bool:
     if transfer is None:
         return False
+    if posted_in_this_transaction(transfer.award_id) is transfer:
+        return False  # posted in this very transaction: nothing has reversed it yet
     return db.session.scalar(select(Transfer.id).where(Transfer.reverses_id == transfer.id)) is not None

@@ -18,6 +18,7 @@ from datetime import date, timedelta
 
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from .. import labels, periods
 from ..audit.service import record as audit
@@ -159,7 +160,9 @@ def readable_award(user: User | None, award_id) -> Award:
 
 
 def _lock_award(award_id: int) -> Award:
-    award = db.session.get(Award, award_id, with_for_update=True, populate_existing=True)
+    # Its rule comes in the same query (every answer shows it); only the award's row is locked.
+    award = db.session.get(Award, award_id, with_for_update={"of": Award}, populate_existing=True,
+                           options=[joinedload(Award.rule, innerjoin=True)])
     if award is None:
         raise NotFound(_("找不到这条积分记录"))
     return award

@@ -11,7 +11,12 @@ the API and the services ask it rather than looking at ``user.grants``.
 """
 from __future__ import annotations
 
+from flask import g, has_request_context
 from flask_babel import gettext as _
+from functools import lru_cache
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload
 
 from ..errors import Forbidden, NotFound
 from ..extensions import db
@@ -28,17 +33,27 @@ def _grants(user: User | None) -> list:
     return list(user.grants) if user is not None and getattr(user, "is_authenticated", True) else []
 
 
-def _area_chain(area: Area) -> set[int]:
-    return {node.id for node in area.ancestors()}
+def _area_chain(area: Area) -> frozenset[int]:
+    """The ids of ``area`` and the areas above it, walked once per request (kept in ``g``)."""
+    cache = g.setdefault("area_chains", {}) if has_request_context() else {}
+    chain = cache.get(area.id)
+    if chain is None:
+        chain = cache[area.id] = frozenset(node.id for node in area.ancestors())
+    return chain
 
 
 def grants_reaching(user: User | None, area: Area, roles: tuple[str, ...]) -> list:
     """The user's grants of ``roles`` that cover ``area`` (the area itself or an ancestor)."""
     if user is None:
         return []
+    candidates = [grant for grant in _grants(user) if grant.role in roles]
+    if not candidates:
+        return []
+    if all(grant.area_id == area.id or (grant.role == "admin" and grant.area_id is None) for grant in candidates):
+        return candidates  # no need to walk up the areas
     chain = _area_chain(area)
-    return [grant for grant in _grants(user)
-            if grant.role in roles and (grant.area_id in chain or (grant.role == "admin" and grant.area_id is None))]
+    return [grant for grant in candidates
+            if grant.area_id in chain or (grant.role == "admin" and grant.area_id is None)]
 
 
 def is_committee(user: User | None, village: Area) -> bool:
@@ -92,7 +107,22 @@ def linked_household_ids(user: User | None) -> set[int]:
 def own_household(user: User | None) -> Household | None:
     """The resident's household ("my household"); the first one if they hold several."""
     household_ids = resident_household_ids(user)
-    return db.session.get(Household, min(household_ids)) if household_ids else None
+    return _household(min(household_ids)) if household_ids else None
+
+
+@lru_cache(maxsize=1)
+def _household_query():
+    """Built once, so its cache key is computed once (a statement per call would need a new one)."""
+    return (select(Household).options(joinedload(Household.village), joinedload(Household.members))
+            .where(Household.id == bindparam("household_id")))
+
+
+def _household(household_id: int) -> Household | None:
+    """A household with its village and members, in one query (what reading it needs)."""
+    loaded = db.session.identity_map.get(db.session.identity_key(Household, household_id))
+    if loaded is not None and "members" in loaded.__dict__ and "village_id" in loaded.__dict__:
+        return loaded
+    return db.session.execute(_household_query(), {"household_id": household_id}).unique().scalar_one_or_none()
 
 
 def lives_in(user: User | None, village: Area) -> bool:
@@ -158,8 +188,10 @@ def can_read_shelf(user: User | None, store) -> bool:
 
 def readable_household(user: User | None, household_id) -> Household:
     """The household, if the user may read it; not-found and not-yours look alike (no probing ids)."""
-    household = get_or_404(Household, household_id, _("找不到这户"))
-    if not can_read_household(user, household):
+    if isinstance(household_id, bool) or not isinstance(household_id, int) or not 0 < household_id <= ID_MAX:
+        raise NotFound(_("找不到这户"))
+    household = _household(household_id)
+    if household is None or not can_read_household(user, household):
         raise NotFound(_("找不到这户"))
     return household
 

@@ -13,14 +13,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from flask import current_app, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import joinedload
 
 from ..audit.service import record as audit
-from ..database import utcnow, write_transaction
+from ..database import keep_loaded, utcnow, write_transaction
 from ..errors import Invalid
 from ..extensions import db
 from . import access
-from .models import ApiToken, User
+from .models import ApiToken, RoleGrant, User
 
 #: ``MORALBANK_TEST_FAST_HASHES=1`` (set by the test suite's conftest) makes new hashes with
 #: argon2id's cheapest parameters: the suite logs in thousands of times and each default hash costs
@@ -165,19 +166,30 @@ def _village_of(user: User) -> int | None:
     return access.home_village_id(user)
 
 
+@lru_cache(maxsize=1)
+def _bearer_query():
+    """Token, user and grants in one query (built once; the grants by a joined load)."""
+    return (select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == bindparam("digest"))
+            .options(joinedload(User.grants).joinedload(RoleGrant.village)))
+
+
 def user_from_bearer() -> tuple[User | None, ApiToken | None]:
-    """The user of the request's ``Authorization: Bearer`` token, if valid."""
+    """The user of the request's ``Authorization: Bearer`` token, if valid: one query for the token,
+    its user and the user's grants, kept loaded for the whole request (the commits of its write
+    transactions do not expire them, see ``database.keep_loaded``)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None, None
-    record = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token.strip())))
+    found = db.session.execute(_bearer_query(), {"digest": _token_digest(token.strip())}).unique().first()
+    if found is None:
+        return None, None
+    record, user = found
     now: datetime = utcnow()
-    if record is None or record.revoked_at is not None or record.expires_at <= now:
+    if record.revoked_at is not None or record.expires_at <= now or not user.active:
         return None, None
-    user = db.session.get(User, record.user_id)
-    if user is None or not user.active:
-        return None, None
+    keep_loaded(record, user, *user.grants, *(grant.village for grant in user.grants if grant.village is not None))
     return user, record
 
 
@@ -222,9 +234,10 @@ def init_app(app, login_manager) -> None:
         user_id, _, version = str(session_id).partition(":")
         if not user_id.isdigit():
             return None
-        user = db.session.get(User, int(user_id))
+        user = db.session.get(User, int(user_id), options=[joinedload(User.grants)])
         if user is None or not user.active or str(user.session_version) != version:
             return None
+        keep_loaded(user, *user.grants)
         return user
 
 

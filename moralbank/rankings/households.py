@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import and_, select, union_all
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, bindparam, select, union_all
+from sqlalchemy.orm import aliased, joinedload
 
 from ..awards import vetoes
 from ..awards.expiry import expiring, expiring_of
@@ -31,6 +31,11 @@ def _summary_query():
             .outerjoin(score, and_(score.household_id == Household.id, score.period == "all")))
 
 
+@lru_cache(maxsize=1)
+def _summary_of_one():
+    return _summary_query().where(Household.id == bindparam("household_id"))
+
+
 def _row_to_summary(row, village: Area) -> dict:
     household_id, number, hamlet_id, hamlet_name, head_name, balance, score = row
     score = score or 0
@@ -40,7 +45,7 @@ def _row_to_summary(row, village: Area) -> dict:
 
 def household_summary(household: Household) -> dict:
     """{id, number, head, hamlet, balance, score, stars, veto, members, expiring} of one household (no stars while vetoed)."""
-    row = db.session.execute(_summary_query().where(Household.id == household.id)).one()
+    row = db.session.execute(_summary_of_one(), {"household_id": household.id}).one()
     village = db.session.get(Area, household.village_id)
     summary = _row_to_summary(row, village)
     summary["veto"] = vetoes.veto_of(household)
@@ -50,6 +55,34 @@ def household_summary(household: Household) -> dict:
     summary["expiring"] = expiring(household)
     summary["held"] = held(household.id)
     return summary
+
+
+@lru_cache(maxsize=1)
+def _household_with_summary():
+    """One household (with its village and members) and its summary's columns in one select."""
+    head = aliased(Resident)
+    hamlet = aliased(Area)
+    score = aliased(HouseholdScore)
+    return (select(Household, hamlet.name, head.name, Account.balance, score.score)
+            .join(hamlet, hamlet.id == Household.hamlet_id)
+            .outerjoin(head, and_(head.household_id == Household.id, head.is_head.is_(True)))
+            .join(Account, Account.household_id == Household.id)
+            .outerjoin(score, and_(score.household_id == Household.id, score.period == "all"))
+            .options(joinedload(Household.village), joinedload(Household.members))
+            .where(Household.id == bindparam("household_id")))
+
+
+def household_and_summary(household_id: int) -> tuple[Household, dict] | tuple[None, None]:
+    """The household and its summary (as ``household_summary`` gives it) in one query, for a
+    caller that checks who may read it before answering; (None, None) if there is none."""
+    row = db.session.execute(_household_with_summary(), {"household_id": household_id}).unique().first()
+    if row is None:
+        return None, None
+    household, hamlet_name, head_name, balance, score = row
+    summary = _row_to_summary((household.id, household.number, household.hamlet_id, hamlet_name, head_name,
+                               balance, score), household.village)
+    summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
+    return household, summary
 
 
 def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: int | None = None,

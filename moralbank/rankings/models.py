@@ -14,6 +14,16 @@ from ..database import UTCDateTime
 from ..extensions import db
 
 
+class BoardVersion(db.Model):
+    """A village's board version: bumped in the transaction of every posting that changes a score
+    (and of every published ranking), so the public board and ranking answer a conditional GET
+    with the version as their ETag and read nothing else when it has not changed."""
+
+    __tablename__ = "board_versions"
+    village_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(default=0)
+
+
 class HouseholdScore(db.Model):
     """Score of one household in one period: ``2026-11``, ``2026-Q4``, ``2026`` or ``all``."""
 

@@ -23,6 +23,7 @@ from ..database import UTCDateTime
 from ..extensions import db
 from ..ledger.models import Transfer
 from ..periods import periods_of
+from . import versions
 from .models import HouseholdScore
 
 
@@ -56,6 +57,7 @@ def apply_transfer(transfer, *, debit, credit) -> None:
         delta = effect[1]
         moment = transfer.created_at
     _upsert(account.household_id, delta, periods_of(moment), transfer.created_at)
+    versions.bump(transfer.village_id)
 
 
 _UPSERTS: dict = {}

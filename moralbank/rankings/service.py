@@ -21,6 +21,7 @@ from ..extensions import db
 from ..people import access
 from ..people.models import Area, Household, Resident, User
 from ..people.service import mask_name
+from . import versions
 from .models import HouseholdScore, RankingSnapshot, RankingSnapshotEntry
 
 MAX_LIMIT = 500
@@ -143,6 +144,7 @@ def publish(actor: User, village: Area, period: str, *, hamlet_id: int | None = 
                                title=heading, published_by_id=actor.id, published_at=utcnow())
     db.session.add(snapshot)
     db.session.flush()
+    versions.bump(village.id)  # the board shows the newest published ranking
     db.session.add_all([RankingSnapshotEntry(snapshot_id=snapshot.id, rank=line.rank, village_id=village.id,
                                              household_id=line.household_id,
                                              label=line.label, hamlet=line.hamlet, score=line.score,

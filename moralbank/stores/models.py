@@ -65,6 +65,8 @@ class Redemption(db.Model):
     #: the payment code (or card unlock code) that authorised it
     code_id: Mapped[Optional[int]] = mapped_column(ForeignKey("redemption_codes.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    #: the household's balance just after it, from the ledger's guarded debit (NULL on rows made before 0005)
+    balance_after: Mapped[Optional[int]] = mapped_column()
 
     lines: Mapped[list["RedemptionLine"]] = relationship(order_by="RedemptionLine.id")
 

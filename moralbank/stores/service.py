@@ -16,14 +16,16 @@ from .codes import (CARD_CODE_TTL, CARD_PIN_LIMIT, CODE_DIGITS, CodeExpired, Cod
                     card_for_token, code_state, code_token, drawable_code, find_code, household_code, issue_card,
                     issue_code, latest_open_code, paid_since, revoke_card, unlock_card)
 from .models import CodeState
-from .redemptions import (MAX_REDEMPTION, OutOfStock, Preview, balance_after, balance_of, preview, redeem,
+from .redemptions import (MAX_REDEMPTION, Found, OutOfStock, Preview, balance_after, balance_of, find_for_redemption,
+                          preview, redeem,
                           redeem_with_code)
 from .settlements import Statement, settle, settlement_refusal, statement, unsettled_months
 
 __all__ = [
     "CARD_CODE_TTL", "CARD_PIN_LIMIT", "CODE_DIGITS", "MAX_REDEMPTION",
-    "CodeExpired", "CodeReplaced", "CodeState", "CodeUsed", "IssuedCode", "OutOfStock", "Preview", "Statement", "UnknownCode",
-    "add_item", "balance_after", "balance_of", "card_for_token", "clerk_store", "code_state", "code_token",
+    "CodeExpired", "CodeReplaced", "CodeState", "CodeUsed", "IssuedCode", "OutOfStock", "Preview", "Statement",
+    "UnknownCode", "Found", "add_item", "balance_after", "balance_of", "find_for_redemption", "card_for_token",
+    "clerk_store", "code_state", "code_token",
     "create_store", "drawable_code", "find_code", "household_code", "is_clerk_of", "issue_card", "issue_code",
     "latest_open_code", "paid_since", "preview", "redeem", "redeem_with_code", "revoke_card", "settle",
     "settlement_refusal", "statement", "unlock_card", "unsettled_months", "update_item", "village_stores",
