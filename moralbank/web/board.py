@@ -19,7 +19,7 @@ from ..rankings import versions
 from ..rankings.models import RankingSnapshot
 from ..replica import reads_replica
 from .forms import bounded_int
-from .views import large_text
+from .text_size import large_text
 
 bp = Blueprint("board", __name__)
 

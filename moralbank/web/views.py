@@ -17,6 +17,7 @@ from ..people.auth import authenticate, change_password, log_out, set_text_size
 from ..rankings.households import household_page
 from ..stores.models import Store
 from .forms import safe_next
+from .text_size import TEXT_SIZE_COOKIE, TEXT_SIZES, large_text  # noqa: F401
 
 bp = Blueprint("web", __name__)
 
@@ -105,19 +106,6 @@ def set_language(code):
     if code in current_app.config["LANGUAGES"]:
         session["lang"] = code  # the choice sticks in the session cookie; nothing is written
     return redirect(safe_next(request.args.get("next")) or url_for("web.home"))
-
-
-#: the cookie that keeps the 大字 setting in this browser (also on the account when logged in)
-TEXT_SIZE_COOKIE = "text_size"
-TEXT_SIZES = ("large", "normal")
-
-
-def large_text() -> bool:
-    """Whether pages are drawn in large type: the account's choice when logged in and made, else
-    this browser's cookie."""
-    if current_user.is_authenticated and current_user.text_size in TEXT_SIZES:
-        return current_user.text_size == "large"
-    return request.cookies.get(TEXT_SIZE_COOKIE) == "large"
 
 
 @bp.post("/settings/text")
