@@ -231,3 +231,57 @@ def test_racing_expire_runs_and_spending_lapse_each_lot_once(app):
         assert all(after[h] >= 0 for h in households if before[h] >= 0), (before, after)
         db.session.remove()
     assert_verifies(app)
+
+
+def test_points_back_from_a_hold_keep_their_age():
+    """A hold's return (``void``, or the ``post`` that returns the whole hold before the shop is
+    paid) goes back into the lots the ``pending`` debit took: holding old points for an offline
+    voucher and letting it lapse does not make them new (they still lapse when they would have)."""
+    from moralbank.ledger.expiry import LotBook
+
+    HOLD = 5
+    book = LotBook(H)
+    book.apply(_row(1, 0, "award", 10, ISSUANCE, H))
+    book.apply(_row(2, 100, "award", 5, ISSUANCE, H))
+    book.apply(_row(3, 101, "pending", 12, H, HOLD) + (None,))
+    assert {1: 0, 2: 3} == {i: book.lots[i].left for i in (1, 2)}
+    book.apply(_row(4, 140, "void", 12, HOLD, H) + (3,))    # the hold's row names pending transfer 3
+    assert {1: 10, 2: 5} == {i: book.lots[i].left for i in (1, 2)} and 4 not in book.lots
+    assert book.lots[1].dated == T0 and book.balance == 15
+    book.apply(_row(5, 150, "pending", 4, H, HOLD) + (None,))
+    book.apply(_row(6, 151, "post", 4, HOLD, H) + (5,))     # post returns the hold, then the shop is paid
+    book.apply(_row(7, 151, "redemption", 3, H, STORE) + (None,))
+    assert {1: 7, 2: 5} == {i: book.lots[i].left for i in (1, 2)} and book.balance == 12
+    # without the hold's link (an older reader) the return would have opened a new lot dated day 140
+    fresh = LotBook(H)
+    for row in (_row(1, 0, "award", 10, ISSUANCE, H), _row(3, 101, "pending", 10, H, HOLD),
+                _row(4, 140, "void", 10, HOLD, H)):
+        fresh.apply(row)
+    assert 4 in fresh.lots
+
+
+@pytest.mark.clock("2026-12-01 09:30")
+def test_a_voided_hold_leaves_the_lapse_dates_as_they_were(app):
+    """Through the database: what will lapse, and when, is the same after a hold placed on the
+    household's oldest points is voided (``flask ledger expire-holds``' way of giving them back)."""
+    from moralbank.awards.expiry import expiring
+    from moralbank.database import write_transaction
+    from moralbank.extensions import db
+    from moralbank.ledger import holds
+    from moralbank.ledger.models import Account
+    from moralbank.people.models import Household
+
+    with app.app_context():
+        household = db.session.scalar(select(Household).where(Household.number == "XLC-001"))
+        before = expiring(household)
+        assert before, "the demo's XLC-001 has points lapsing soon"
+        balance = db.session.scalar(select(Account.balance).where(Account.household_id == household.id))
+        db.session.rollback()
+        with write_transaction():
+            hold = holds.place(household.id, balance, expires_at=local_moment("2026-12-02 09:30"),
+                               idempotency_key="test:hold-age")
+        with write_transaction():
+            holds.void(db.session.get(holds.Hold, hold.id), reason="test")
+        db.session.expire_all()
+        assert expiring(db.session.get(Household, household.id)) == before
+        db.session.rollback()

@@ -54,7 +54,8 @@ from moralbank import throttle
 from moralbank.rankings import scores
 from moralbank.stores import settled
 from moralbank.awards import expiry
-assert hooks.posting_hooks() == (scores.apply_transfer,), hooks.posting_hooks()
+from moralbank import metrics
+assert set(hooks.posting_hooks()) == {{scores.apply_transfer, metrics._transfer_posted}}, hooks.posting_hooks()
 from moralbank.ledger import holds
 assert set(hooks.verify_checks()) == {{scores.verify_scores, settled.verify_settlements, expiry.verify_lots,
                                       holds.check_holds}}, \

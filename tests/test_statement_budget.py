@@ -133,7 +133,9 @@ def test_the_public_board_and_its_conditional_get(app, client, tokens):
         with counted(app) as statements:
             first = client.get(path)
         assert first.status_code == 200
-        within(statements, 4)
+        # 4 was the budget; the board page also reads who is vetoed (一票否决, #14) to keep
+        # them off the red list: one statement more there, noted as the next cut in the closing note
+        within(statements, 5 if path.startswith("/v/") else 4)
         etag = first.headers["ETag"]
         assert first.headers["Cache-Control"].startswith("public, max-age=")
         with counted(app) as statements:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, select
+from sqlalchemy.orm import aliased
 
 from .. import periods
 from ..database import utcnow
@@ -37,6 +38,28 @@ def _veto_awards(village_id: int, start: datetime, end: datetime, household_id: 
     if household_id is not None:
         query = query.where(Award.household_id == household_id)
     return db.session.execute(query).all()
+
+
+def window_params(at: datetime | None = None) -> dict:
+    """The bind parameters of ``veto_award_column``: the start of the month, quarter and year now."""
+    now = at or utcnow()
+    return {f"veto_{kind}": periods.bounds(periods.containing(kind, now))[0] for kind in VETO_PERIODS}
+
+
+def veto_award_column(household_entity):
+    """A column: the id of a posted, unreversed veto award of the household posted in its village's
+    current veto period (the start of the month, quarter or year by ``veto_period``, from
+    ``window_params``), or NULL. A summary's select reads it, so an unvetoed household costs no
+    query of its own; ``veto_of`` then reads the details of a vetoed one."""
+    village = aliased(Area)
+    start = case((village.veto_period == "month", bindparam("veto_month")),
+                 (village.veto_period == "quarter", bindparam("veto_quarter")),
+                 else_=bindparam("veto_year"))
+    reversed_ = select(Transfer.id).where(Transfer.award_id == Award.id, Transfer.code == "reversal").exists()
+    return (select(Award.id).join(Rule, Rule.id == Award.rule_id).join(village, village.id == Award.village_id)
+            .where(Award.household_id == household_entity.id, Rule.veto.is_(True),
+                   Award.status == AwardStatus.POSTED, Award.posted_at >= start, ~reversed_)
+            .limit(1).correlate(household_entity).scalar_subquery())
 
 
 def _period_of(village: Area, moment: datetime | date) -> str:

@@ -10,8 +10,9 @@ The rule, transfer by transfer (``LotBook.apply``):
 
 * **A credit opens a lot** of its amount, dated when it was written (an award, an adjustment,
   anything paid in that is not one of the returns below). Points coming back from a hold (offline
-  vouchers) belong back in the lots the hold took them from: for that, the return must name the
-  hold's debit the way a reversal names its original (``reverses_id``), and ``_credit`` restores it.
+  vouchers: the ``post`` or ``void`` that ends it) go back into the lots the hold's ``pending``
+  debit took them from, as a reversal's do (the hold's row names both transfers): holding points
+  and letting the hold lapse cannot make old points new.
 * **A debit spends the oldest points first**: it consumes open lots by date (then id), and what
   no lot covers is a *deficit* (a deduction may take a household below zero). The book remembers
   which lots each debit consumed.
@@ -84,10 +85,13 @@ class LotBook:
         return sorted((lot for lot in self.lots.values() if lot.left > 0), key=lambda lot: (lot.dated, lot.id))
 
     def apply(self, row) -> None:
-        """Take one transfer touching this account into the book (rows in id order)."""
-        transfer_id, created_at, code, amount, debit_id, credit_id, reverses_id, key = row
+        """Take one transfer touching this account into the book (rows in id order). A row may carry a
+        ninth column: for a hold's return (``post``/``void``), the ``pending`` debit it gives back."""
+        transfer_id, created_at, code, amount, debit_id, credit_id, reverses_id, key = row[:8]
         if credit_id == self.account_id:
             self.balance += amount
+            if code in HOLD_RETURNS and len(row) > 8 and row[8] is not None:
+                reverses_id, code = row[8], "reversal"  # back into the lots the hold took them from
             self._credit(transfer_id, created_at, code, amount, reverses_id)
         elif debit_id == self.account_id:
             self.balance -= amount
@@ -168,10 +172,21 @@ def lapse_key(household_id: int, lot: Lot) -> str:
     return base if lot.lapses == 0 else f"{base}:{lot.lapses + 1}"
 
 
+#: the codes of a hold's return to the household (ledger.holds): it names the hold's ``pending`` debit
+HOLD_RETURNS = ("post", "void")
+
+
+def _rows():
+    """The transfers with, for a hold's return, the pending transfer it ends (holds.end_transfer_id)."""
+    from .holds import Hold  # holds registers hooks with the ledger; imported when lots are read
+    return (select(*COLUMNS, Hold.pending_transfer_id)
+            .outerjoin(Hold, Hold.end_transfer_id == Transfer.id))
+
+
 def book_of(account_id: int) -> LotBook:
     """The lots of one account, from its transfers."""
     book = LotBook(account_id)
-    rows = db.session.execute(select(*COLUMNS).where(or_(Transfer.debit_account_id == account_id,
+    rows = db.session.execute(_rows().where(or_(Transfer.debit_account_id == account_id,
                                                          Transfer.credit_account_id == account_id))
                               .order_by(Transfer.id))
     for row in rows:
@@ -187,7 +202,7 @@ def books_of(account_ids: set[int]) -> dict[int, LotBook]:
     ids = sorted(books)
     for start in range(0, len(ids), 500):
         chunk = set(ids[start:start + 500])
-        rows = db.session.execute(select(*COLUMNS).where(or_(Transfer.debit_account_id.in_(chunk),
+        rows = db.session.execute(_rows().where(or_(Transfer.debit_account_id.in_(chunk),
                                                              Transfer.credit_account_id.in_(chunk)))
                                   .order_by(Transfer.id).execution_options(yield_per=5000))
         for row in rows:

@@ -171,7 +171,7 @@ def _bearer_query():
     """Token, user and grants in one query (built once; the grants by a joined load)."""
     return (select(ApiToken, User).join(User, User.id == ApiToken.user_id)
             .where(ApiToken.token_hash == bindparam("digest"))
-            .options(joinedload(User.grants).joinedload(RoleGrant.village)))
+            .options(joinedload(User.grants).joinedload(RoleGrant.village), joinedload(User.kin)))
 
 
 def user_from_bearer() -> tuple[User | None, ApiToken | None]:
@@ -189,7 +189,8 @@ def user_from_bearer() -> tuple[User | None, ApiToken | None]:
     now: datetime = utcnow()
     if record.revoked_at is not None or record.expires_at <= now or not user.active:
         return None, None
-    keep_loaded(record, user, *user.grants, *(grant.village for grant in user.grants if grant.village is not None))
+    keep_loaded(record, user, *user.grants, *(grant.village for grant in user.grants if grant.village is not None),
+                *user.kin)
     return user, record
 
 
@@ -234,10 +235,10 @@ def init_app(app, login_manager) -> None:
         user_id, _, version = str(session_id).partition(":")
         if not user_id.isdigit():
             return None
-        user = db.session.get(User, int(user_id), options=[joinedload(User.grants)])
+        user = db.session.get(User, int(user_id), options=[joinedload(User.grants), joinedload(User.kin)])
         if user is None or not user.active or str(user.session_version) != version:
             return None
-        keep_loaded(user, *user.grants)
+        keep_loaded(user, *user.grants, *user.kin)
         return user
 
 

@@ -106,6 +106,8 @@ def kin_household_ids(user: User | None) -> set[int]:
     """The households ``user`` declared (or had recorded) as relatives."""
     if user is None or not getattr(user, "id", None):
         return set()
+    if "kin" in getattr(user, "__dict__", {}):  # loaded with the login (people.auth)
+        return {kinship.household_id for kinship in user.kin}
     return set(db.session.scalars(select(Kinship.household_id).where(Kinship.user_id == user.id)))
 
 

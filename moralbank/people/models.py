@@ -171,6 +171,10 @@ class User(UserMixin, db.Model):
 
     grants: Mapped[list["RoleGrant"]] = relationship(back_populates="user", lazy="selectin",
                                                      cascade="all, delete-orphan")
+    #: the declarations of this user's relatives' households (``people.kinships``; loaded with the
+    #: login, so a proposal or approval checks for a conflict of interest without another query)
+    kin: Mapped[list["Kinship"]] = relationship("Kinship", foreign_keys="Kinship.user_id", viewonly=True,
+                                                 lazy="select")
     resident: Mapped[Optional[Resident]] = relationship()
 
     def get_id(self) -> str:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, select, union_all
+from sqlalchemy import and_, bindparam, func, select, union_all
 from sqlalchemy.orm import aliased, joinedload
 
 from ..awards import vetoes
-from ..awards.expiry import expiring, expiring_of
+from ..awards.expiry import expiring_of
 from ..extensions import db
-from ..ledger.holds import held
+from ..ledger.holds import Hold
 from ..ledger.models import Account, Transfer
 from ..pagination import keyset_page, split_page
 from ..people.models import Area, Household, Resident
@@ -31,9 +31,18 @@ def _summary_query():
             .outerjoin(score, and_(score.household_id == Household.id, score.period == "all")))
 
 
+def _held_points():
+    """Points of the household held by pending holds (offline vouchers), as a column."""
+    return (select(func.coalesce(func.sum(Hold.amount), 0))
+            .where(Hold.household_id == Household.id, Hold.status == "pending")
+            .correlate(Household).scalar_subquery())
+
+
 @lru_cache(maxsize=1)
 def _summary_of_one():
-    return _summary_query().where(Household.id == bindparam("household_id"))
+    """One household's summary columns, its held points and its veto award (if any) in one select."""
+    return (_summary_query().add_columns(_held_points(), vetoes.veto_award_column(Household))
+            .where(Household.id == bindparam("household_id")))
 
 
 def _row_to_summary(row, village: Area) -> dict:
@@ -44,16 +53,23 @@ def _row_to_summary(row, village: Area) -> dict:
 
 
 def household_summary(household: Household) -> dict:
-    """{id, number, head, hamlet, balance, score, stars, veto, members, expiring} of one household (no stars while vetoed)."""
-    row = db.session.execute(_summary_of_one(), {"household_id": household.id}).one()
+    """{id, number, head, hamlet, balance, score, stars, veto, members, expiring, held} of one household
+    (no stars while vetoed)."""
+    row = db.session.execute(_summary_of_one(), {"household_id": household.id, **vetoes.window_params()}).one()
     village = db.session.get(Area, household.village_id)
-    summary = _row_to_summary(row, village)
-    summary["veto"] = vetoes.veto_of(household)
+    return _completed(household, _row_to_summary(row[:7], village), village, row[7], row[8])
+
+
+def _completed(household: Household, summary: dict, village: Area, held_points, veto_award_id) -> dict:
+    """A household's summary with what governance and offline vouchers add: its veto (read only when
+    the summary's select found a veto award; no stars while vetoed), its members, the points that
+    will lapse (no query where nothing lapses) and the points held."""
+    summary["veto"] = vetoes.veto_of(household) if veto_award_id is not None else None
     if summary["veto"]:
         summary["stars"] = 0
     summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
-    summary["expiring"] = expiring(household)
-    summary["held"] = held(household.id)
+    summary["expiring"] = expiring_of(village, [household.id]).get(household.id, [])
+    summary["held"] = int(held_points or 0)
     return summary
 
 
@@ -63,7 +79,8 @@ def _household_with_summary():
     head = aliased(Resident)
     hamlet = aliased(Area)
     score = aliased(HouseholdScore)
-    return (select(Household, hamlet.name, head.name, Account.balance, score.score)
+    return (select(Household, hamlet.name, head.name, Account.balance, score.score, _held_points(),
+                   vetoes.veto_award_column(Household))
             .join(hamlet, hamlet.id == Household.hamlet_id)
             .outerjoin(head, and_(head.household_id == Household.id, head.is_head.is_(True)))
             .join(Account, Account.household_id == Household.id)
@@ -75,14 +92,14 @@ def _household_with_summary():
 def household_and_summary(household_id: int) -> tuple[Household, dict] | tuple[None, None]:
     """The household and its summary (as ``household_summary`` gives it) in one query, for a
     caller that checks who may read it before answering; (None, None) if there is none."""
-    row = db.session.execute(_household_with_summary(), {"household_id": household_id}).unique().first()
+    row = db.session.execute(_household_with_summary(),
+                             {"household_id": household_id, **vetoes.window_params()}).unique().first()
     if row is None:
         return None, None
-    household, hamlet_name, head_name, balance, score = row
+    household, hamlet_name, head_name, balance, score, held_points, veto_award_id = row
     summary = _row_to_summary((household.id, household.number, household.hamlet_id, hamlet_name, head_name,
                                balance, score), household.village)
-    summary["members"] = [{"name": m.name, "relation": m.relation} for m in household.members]
-    return household, summary
+    return household, _completed(household, summary, household.village, held_points, veto_award_id)
 
 
 def household_page(village: Area, *, hamlet_ids: set[int] | None = None, after: int | None = None,
