@@ -165,8 +165,6 @@ KNOWN_BROKEN = {
         "a failed login's log line has no masked phone since the one-query auth",
     "test_ledger.py::test_postgresql_refuses_truncate": "new foreign keys to transfers refuse TRUNCATE before the trigger",
     "test_read_replica.py::test_replica_reads_own_writes_and_fallback": "fails after the merges; not investigated",
-    "test_statement_budget.py::test_an_approval_that_posts": "15 statements (kinship check) > 14 on SQLite",
-    "test_statement_budget.py::test_reads_of_me_and_of_a_household": "veto and holds reads over the budget",
 }
 
 

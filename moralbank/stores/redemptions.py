@@ -171,6 +171,7 @@ def redeem_with_code(clerk: User, store: Store, text: str, *, items: list[tuple[
         raise CodeUsed(_("这个付款码已经用过了，请让村民刷新付款码"))
     if found.household is None or found.household_account is None or found.store_account is None:
         raise NotFound(_("这户没有积分账户"))
+    check_spending(found.household)  # 一票否决 where the village blocks spending (stores.guards)
     redemption = _redeem(found.household, store, chosen, points, clerk=clerk, code=record, when=now,
                          accounts=(found.household_account, found.store_account))
     audit("store.redeem", actor=clerk, village_id=store.village_id, target=redemption,
